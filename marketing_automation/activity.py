@@ -1,0 +1,533 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+import datetime as dt
+import logging
+from collections import defaultdict
+from email.utils import make_msgid
+
+from sql import Literal
+from sql.aggregate import Count, Sum
+from sql.conditionals import Case
+
+import trytond.config as config
+from trytond.i18n import gettext
+from trytond.model import (
+    EvalEnvironment, ModelAccessProxy, ModelSQL, ModelView, fields)
+from trytond.pool import Pool
+from trytond.pyson import Bool, Eval, PYSONDecoder
+from trytond.report import Report
+from trytond.tools import grouped_slice
+from trytond.tools.email_ import format_address
+from trytond.transaction import Transaction
+from trytond.url import host
+
+from . import links, message
+from .exceptions import (
+    ConditionError, DelayError, EventError, ParentError, TemplateError)
+from .smtp import RecordActivitySMTPDataManager
+from .statistics import daily_trend, rate
+
+logger = logging.getLogger(__name__)
+
+SCENARIO = 'marketing.automation.scenario'
+ACTIVITY = 'marketing.automation.activity'
+
+
+class Activity(ModelSQL, ModelView):
+    __name__ = 'marketing.automation.activity'
+
+    name = fields.Char("Name", required=True, translate=True)
+    parent = fields.Reference(
+        "Parent", selection=[
+            (SCENARIO, "Scenario"),
+            (ACTIVITY, "Activity"),
+            ], required=True)
+    children = fields.One2Many(ACTIVITY, 'parent', "Children")
+    scenario = fields.Many2One(
+        SCENARIO, "Scenario", readonly=True, ondelete='CASCADE',
+        help="The scenario the activity belongs to.")
+    parent_action = fields.Function(
+        fields.Selection('get_actions', "Parent Action"),
+        'on_change_with_parent_action')
+
+    event = fields.Selection([
+            (None, ""),
+            ('email_opened', "Email Opened"),
+            ('email_clicked', "Email Clicked"),
+            ], "Event",
+        states={
+            'invisible': Eval('parent_action') != 'send_email',
+            })
+    negative = fields.Boolean(
+        "Negative",
+        states={
+            'invisible': ~Eval('event'),
+            },
+        help="If checked, the activity runs when the event does not happen "
+        "within the delay.")
+    on = fields.Function(fields.Selection([
+                (None, ""),
+                ('email_opened', "Email Opened"),
+                ('email_opened_not', "Email Not Opened"),
+                ('email_clicked', "Email Clicked"),
+                ('email_clicked_not', "Email Not Clicked"),
+                ], "On",
+            states={
+                'invisible': Eval('parent_action') != 'send_email',
+                }),
+        'get_on', setter='set_on')
+    condition = fields.Char(
+        "Condition",
+        help="A PYSON expression the record must match for the action to "
+        "run, with the record as 'self'.")
+    delay = fields.TimeDelta(
+        "Delay",
+        domain=['OR',
+            ('delay', '=', None),
+            ('delay', '>=', dt.timedelta()),
+            ],
+        states={
+            'required': Bool(Eval('negative')),
+            },
+        help="How long to wait after the parent activity, or after the "
+        "event, before running.")
+
+    action = fields.Selection('get_actions', "Action")
+    email_from = fields.Char(
+        "From", translate=True,
+        states={
+            'invisible': Eval('action') != 'send_email',
+            },
+        help="Leave empty to use the sender of the configuration.")
+    email_title = fields.Char(
+        "Email Title", translate=True,
+        states={
+            'invisible': Eval('action') != 'send_email',
+            'required': Eval('action') == 'send_email',
+            },
+        help="A Genshi text template for the subject.")
+    email_template = fields.Text(
+        "Email Template", translate=True,
+        states={
+            'invisible': Eval('action') != 'send_email',
+            'required': Eval('action') == 'send_email',
+            },
+        help="A Genshi XHTML template for the body.")
+
+    record_count = fields.Function(
+        fields.Integer(
+            "Records", help="The number of records the activity was run for."),
+        'get_statistics')
+    email_opened = fields.Function(
+        fields.Integer("Emails Opened"), 'get_statistics')
+    email_clicked = fields.Function(
+        fields.Integer("Emails Clicked"), 'get_statistics')
+    email_open_rate = fields.Function(
+        fields.Float("Email Open Rate", digits=(1, 4)), 'get_statistics')
+    email_click_rate = fields.Function(
+        fields.Float("Email Click Rate", digits=(1, 4)), 'get_statistics')
+    email_click_through_rate = fields.Function(
+        fields.Float("Email Click-Through Rate", digits=(1, 4)),
+        'get_statistics')
+    email_open_rate_trend = fields.Function(
+        fields.Char("Email Open Rate Trend"), 'get_trends')
+    email_click_rate_trend = fields.Function(
+        fields.Char("Email Click Rate Trend"), 'get_trends')
+    email_click_through_rate_trend = fields.Function(
+        fields.Char("Email Click-Through Rate Trend"), 'get_trends')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        cls._fill_scenario()
+
+    @classmethod
+    def _fill_scenario(cls):
+        "Set the scenario of activities created without it (migration)"
+        table = cls.__table__()
+        parent = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.select(
+                table.id, table.parent, where=table.scenario == None))  # noqa
+        rows = cursor.fetchall()
+        if not rows:
+            return
+        parents = dict(rows)
+        scenarios = {}
+        cursor.execute(*parent.select(parent.id, parent.scenario))
+        scenarios.update(
+            (i, s) for i, s in cursor if s is not None)
+
+        def scenario_of(activity_id, seen=()):
+            if activity_id in scenarios:
+                return scenarios[activity_id]
+            model, _, id_ = (parents.get(activity_id) or ',').partition(',')
+            if model == SCENARIO:
+                return int(id_)
+            elif model == ACTIVITY and int(id_) not in seen:
+                return scenario_of(int(id_), (*seen, activity_id))
+        for activity_id in parents:
+            scenario_id = scenario_of(activity_id)
+            if scenario_id is not None:
+                scenarios[activity_id] = scenario_id
+                cursor.execute(*table.update(
+                        [table.scenario], [scenario_id],
+                        where=table.id == activity_id))
+
+    @classmethod
+    def get_actions(cls):
+        return [
+            (None, ""),
+            ('send_email', gettext('marketing_automation.msg_send_email')),
+            ]
+
+    @fields.depends('parent')
+    def on_change_with_parent_action(self, name=None):
+        if isinstance(self.parent, self.__class__):
+            return self.parent.action
+
+    def get_on(self, name):
+        if self.event:
+            return self.event + ('_not' if self.negative else '')
+
+    @classmethod
+    def set_on(cls, activities, name, value):
+        event, negative = cls._split_on(value)
+        cls.write(activities, {'event': event, 'negative': negative})
+
+    @staticmethod
+    def _split_on(value):
+        if not value:
+            return None, False
+        if value.endswith('_not'):
+            return value[:-len('_not')], True
+        return value, False
+
+    @fields.depends('on')
+    def on_change_on(self):
+        self.event, self.negative = self._split_on(self.on)
+
+    @fields.depends('event', 'negative')
+    def on_change_event(self):
+        self.on = self.get_on('on')
+
+    @fields.depends('event', 'negative')
+    def on_change_negative(self):
+        self.on = self.get_on('on')
+
+    @classmethod
+    def default_negative(cls):
+        return False
+
+    @classmethod
+    def default_email_template(cls):
+        return (
+            '<!DOCTYPE html>\n'
+            '<html xmlns="http://www.w3.org/1999/xhtml"\n'
+            '    xmlns:py="http://genshi.edgewall.org/">\n'
+            '<body>\n'
+            '</body>\n'
+            '</html>')
+
+    @classmethod
+    def scenario_of_parent(cls, parent):
+        "Return the scenario id of a parent value (record or reference)"
+        pool = Pool()
+        if isinstance(parent, str):
+            model, _, id_ = parent.partition(',')
+            parent = pool.get(model)(int(id_)) if id_ else None
+        elif isinstance(parent, (list, tuple)):
+            model, id_ = parent
+            parent = pool.get(model)(int(id_))
+        if parent is None or parent.id is None or parent.id < 0:
+            return None
+        if parent.__name__ == SCENARIO:
+            return parent.id
+        return parent.scenario.id if parent.scenario else None
+
+    @classmethod
+    def preprocess_values(cls, mode, values):
+        values = super().preprocess_values(mode, values)
+        if mode == 'create' and values.get('parent'):
+            values.setdefault(
+                'scenario', cls.scenario_of_parent(values['parent']))
+        if 'on' in values:
+            values['event'], values['negative'] = cls._split_on(
+                values.pop('on'))
+        return values
+
+    @classmethod
+    def validate_fields(cls, activities, field_names):
+        super().validate_fields(activities, field_names)
+        if field_names & {'parent', 'scenario'}:
+            cls.check_parent(activities)
+        if field_names & {'parent', 'event'}:
+            cls.check_event(activities)
+        if field_names & {'negative', 'delay'}:
+            cls.check_delay(activities)
+        if 'condition' in field_names:
+            cls.check_condition(activities)
+        if field_names & {'email_title', 'email_template'}:
+            cls.check_email_templates(activities)
+
+    @classmethod
+    def check_parent(cls, activities):
+        for activity in activities:
+            if activity.scenario is None:
+                continue
+            scenario_id = cls.scenario_of_parent(activity.parent)
+            if (scenario_id != activity.scenario.id
+                    or activity.parent == activity):
+                raise ParentError(gettext(
+                        'marketing_automation.msg_activity_parent_scenario',
+                        activity=activity.rec_name,
+                        scenario=activity.scenario.rec_name))
+
+    @classmethod
+    def check_event(cls, activities):
+        for activity in activities:
+            if (activity.event
+                    and activity.on_change_with_parent_action()
+                    != 'send_email'):
+                raise EventError(gettext(
+                        'marketing_automation.msg_activity_event_parent',
+                        activity=activity.rec_name))
+
+    @classmethod
+    def check_delay(cls, activities):
+        for activity in activities:
+            if (activity.negative and activity.event
+                    and activity.delay is None):
+                raise DelayError(gettext(
+                        'marketing_automation.msg_activity_negative_delay',
+                        activity=activity.rec_name))
+            if activity.delay is not None and activity.delay < dt.timedelta():
+                raise DelayError(gettext(
+                        'marketing_automation.msg_activity_delay_negative',
+                        activity=activity.rec_name))
+
+    @classmethod
+    def check_condition(cls, activities):
+        for activity in activities:
+            if not activity.condition:
+                continue
+            try:
+                PYSONDecoder(noeval=True).decode(activity.condition)
+            except Exception as exception:
+                raise ConditionError(gettext(
+                        'marketing_automation.msg_activity_invalid_condition',
+                        activity=activity.rec_name,
+                        condition=activity.condition,
+                        error=exception)) from exception
+
+    @classmethod
+    def check_email_templates(cls, activities):
+        for activity in activities:
+            for field, check in [
+                    ('email_title', message.check_title),
+                    ('email_template', message.check_html),
+                    ]:
+                text = getattr(activity, field)
+                if not text:
+                    continue
+                try:
+                    check(text)
+                except message.TemplateError as exception:
+                    raise TemplateError(gettext(
+                            'marketing_automation.msg_activity_invalid_template',
+                            activity=activity.rec_name,
+                            field=cls.__names__(field)['field'],
+                            error=exception)) from exception
+
+    @classmethod
+    def on_delete(cls, activities):
+        callbacks = super().on_delete(activities)
+        descendants = cls.search([
+                ('parent', 'in', [str(a) for a in activities]),
+                ])
+        if descendants:
+            callbacks.append(lambda: cls.delete(descendants))
+        return callbacks
+
+    @classmethod
+    def copy(cls, activities, default=None):
+        default = default.copy() if default is not None else {}
+        default.setdefault('scenario')
+        return super().copy(activities, default=default)
+
+    @classmethod
+    def get_statistics(cls, activities, names):
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        record_activity = RecordActivity.__table__()
+        cursor = Transaction().connection.cursor()
+
+        counts = defaultdict(lambda: (0, 0, 0))
+        for sub_activities in grouped_slice(activities):
+            ids = [a.id for a in sub_activities]
+            cursor.execute(*record_activity.select(
+                    record_activity.activity,
+                    Count(Literal('*')),
+                    Sum(Case(
+                            (record_activity.email_opened == Literal(True), 1),
+                            else_=0)),
+                    Sum(Case(
+                            (record_activity.email_clicked == Literal(True),
+                                1),
+                            else_=0)),
+                    where=fields.SQL_OPERATORS['in'](
+                        record_activity.activity, ids)
+                    & (record_activity.state == 'done'),
+                    group_by=record_activity.activity))
+            for activity_id, count, opened, clicked in cursor:
+                counts[activity_id] = (count, opened or 0, clicked or 0)
+
+        result = {name: {} for name in names}
+        for activity in activities:
+            count, opened, clicked = counts[activity.id]
+            values = {
+                'record_count': count,
+                'email_opened': opened,
+                'email_clicked': clicked,
+                'email_open_rate': rate(opened, count),
+                'email_click_rate': rate(clicked, count),
+                'email_click_through_rate': rate(clicked, opened),
+                }
+            for name in names:
+                result[name][activity.id] = values[name]
+        return result
+
+    @classmethod
+    def get_trends(cls, activities, names):
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        record_activity = RecordActivity.__table__()
+        computes = {
+            'email_open_rate_trend': lambda c, o, k: rate(o, c),
+            'email_click_rate_trend': lambda c, o, k: rate(k, c),
+            'email_click_through_rate_trend': lambda c, o, k: rate(k, o),
+            }
+        aggregates = [
+            Count(Literal('*')),
+            Sum(Case(
+                    (record_activity.email_opened == Literal(True), 1),
+                    else_=0)),
+            Sum(Case(
+                    (record_activity.email_clicked == Literal(True), 1),
+                    else_=0)),
+            ]
+        ids = [a.id for a in activities]
+        return {
+            name: daily_trend(
+                record_activity, record_activity.activity, record_activity.at,
+                aggregates, computes[name], ids,
+                where=record_activity.state == 'done')
+            for name in names}
+
+    def match(self, record):
+        "Tell if the record matches the condition of the activity"
+        if not self.condition:
+            return True
+        env = {
+            'self': EvalEnvironment(record, record.__class__),
+            'context': Transaction().context,
+            }
+        try:
+            return bool(PYSONDecoder(env).decode(self.condition))
+        except Exception:
+            logger.warning(
+                "Fail to evaluate condition of %s on %s", self, record,
+                exc_info=True)
+            return False
+
+    def execute(self, record_activities):
+        "Run the action for the record activities and return notes per id"
+        return getattr(self, 'execute_' + self.action)(record_activities)
+
+    def execute_send_email(self, record_activities):
+        "Render and queue the e-mail of each record activity"
+        pool = Pool()
+        Email = pool.get('ir.email')
+        Configuration = pool.get('ir.configuration')
+        transaction = Transaction()
+        database_name = transaction.database.name
+        secret = Configuration.get_marketing_automation_secret()
+        datamanager = transaction.join(RecordActivitySMTPDataManager())
+        default_from = config.get(
+            'marketing', 'email_from', default=config.get('email', 'from'))
+        unsubscribe_mailto = config.get(
+            'marketing', 'automation_unsubscribe_mailto', default=None)
+        author = (self.write_uid or self.create_uid)
+        translated = {}
+        notes, emails = {}, []
+        for record_activity in record_activities:
+            target = record_activity.record.record
+            address = target.get_marketing_email()
+            if not address:
+                notes[record_activity.id] = gettext(
+                    'marketing_automation.msg_no_email_address')
+                continue
+            language = target.get_marketing_language()
+            if language not in translated:
+                with transaction.set_context(language=language):
+                    translated[language] = self.__class__(self.id)
+            activity = translated[language]
+            record_token = record_activity.record.uuid
+            token = record_activity.uuid
+
+            def link_for(url):
+                return links.click_url(database_name, token, url, secret)
+
+            def unsubscribe_for(next_url):
+                return links.unsubscribe_url(
+                    database_name, record_token, next_url)
+            try:
+                with transaction.set_context(language=language), \
+                        transaction.set_user(author.id if author else 0):
+                    context = activity.email_context(target)
+                    title = message.render_title(
+                        activity.email_title, context)
+                    html = message.render_html(
+                        activity.email_template, context,
+                        link_for=link_for, unsubscribe_for=unsubscribe_for,
+                        pixel_url=links.open_url(database_name, token))
+            except Exception as exception:
+                logger.warning(
+                    "Fail to render %s for %s", self, target, exc_info=True)
+                notes[record_activity.id] = gettext(
+                    'marketing_automation.msg_render_failed',
+                    error=exception)[:200]
+                continue
+            email_from = activity.email_from or default_from
+            msg = message.build_message(
+                from_addr=email_from,
+                sender=default_from if email_from != default_from else None,
+                to_addr=format_address(address[1], address[0]),
+                subject=title,
+                html=html,
+                unsubscribe_url=unsubscribe_for(None),
+                unsubscribe_mailto=unsubscribe_mailto)
+            msg['Message-ID'] = make_msgid(domain=host())
+            datamanager.put_record_activity(record_activity.id, msg)
+            emails.append(Email.from_message(
+                    msg, body=html, resource=target,
+                    marketing_automation_activity=self,
+                    marketing_automation_record=record_activity.record))
+        Email.save(emails)
+        return notes
+
+    def email_context(self, record):
+        "Return the context to render the e-mail templates for the record"
+        return {
+            'record': ModelAccessProxy(record),
+            'format_date': Report.format_date,
+            'format_datetime': Report.format_datetime,
+            'format_timedelta': Report.format_timedelta,
+            'format_currency': Report.format_currency,
+            'format_number': Report.format_number,
+            'datetime': dt,
+            }

@@ -1,0 +1,33 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+
+from trytond.exceptions import UserError
+from trytond.model.exceptions import ValidationError
+
+
+class DomainError(ValidationError):
+    pass
+
+
+class ConditionError(ValidationError):
+    pass
+
+
+class TemplateError(ValidationError):
+    pass
+
+
+class EventError(ValidationError):
+    pass
+
+
+class ParentError(ValidationError):
+    pass
+
+
+class DelayError(ValidationError):
+    pass
+
+
+class SendingError(UserError):
+    pass

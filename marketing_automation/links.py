@@ -1,0 +1,146 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""Tokens, signatures and the public URLs of marketing automation.
+
+The e-mail builder and the web routes share this single URL scheme.
+"""
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from urllib.parse import quote, urlsplit
+
+import trytond.config as config
+from trytond.url import http_base
+
+__all__ = [
+    'new_token', 'is_token', 'automation_base', 'database_segment',
+    'sign', 'check_signature', 'unsubscribe_url', 'open_url', 'click_url',
+    'EMPTY_GIF', 'is_same_site']
+
+_TOKEN = re.compile(
+    r'[0-9a-f]{32}'
+    r'|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}',
+    re.IGNORECASE)
+SIGNATURE_LENGTH = 22
+_DEFAULT_PORTS = {'http': 80, 'https': 443}
+
+# 1x1 transparent GIF89a: 2-colour global table, transparency on index 0
+EMPTY_GIF = (
+    b'GIF89a\x01\x00\x01\x00\x80\x00\x00'
+    b'\x00\x00\x00\xff\xff\xff'
+    b'!\xf9\x04\x01\x00\x00\x00\x00'
+    b',\x00\x00\x00\x00\x01\x00\x01\x00\x00'
+    b'\x02\x02D\x01\x00'
+    b';')
+
+
+def new_token():
+    "Return a new unguessable token of 32 lowercase hexadecimal characters"
+    return secrets.token_hex(16)
+
+
+def is_token(value):
+    "Tell if value has the shape of a token (hexadecimal or UUID)"
+    return isinstance(value, str) and bool(_TOKEN.fullmatch(value))
+
+
+def automation_base():
+    "Return the base URL of the public routes without trailing slash"
+    # A base set to an empty value falls back like a missing one
+    base = config.get('marketing', 'automation_base') or http_base()
+    return base.rstrip('/')
+
+
+def database_segment(database_name):
+    "Return the URL segment of the database as trytond's base64 converter"
+    return (base64.urlsafe_b64encode(database_name.encode('utf-8'))
+        .decode('ascii').rstrip('='))
+
+
+def _key(secret):
+    if isinstance(secret, str):
+        secret = secret.encode('utf-8')
+    if not isinstance(secret, bytes):
+        raise TypeError("secret must be str or bytes")
+    if not secret:
+        raise ValueError("secret must not be empty")
+    return secret
+
+
+def sign(secret, token, url):
+    "Return the signature of url for the token"
+    message = (token + '\0' + url).encode('utf-8')
+    digest = hmac.new(_key(secret), message, hashlib.sha256).digest()
+    return (base64.urlsafe_b64encode(digest)
+        .decode('ascii').rstrip('=')[:SIGNATURE_LENGTH])
+
+
+def check_signature(secret, token, url, signature):
+    "Tell if signature is the valid signature of url for the token"
+    if not all(isinstance(v, str) for v in [token, url, signature]):
+        return False
+    if len(signature) != SIGNATURE_LENGTH:
+        return False
+    try:
+        expected = sign(secret, token, url)
+    except (TypeError, ValueError, UnicodeError):
+        return False
+    # Encoded to bytes because compare_digest rejects non-ASCII str
+    return hmac.compare_digest(
+        expected.encode('utf-8'),
+        signature.encode('utf-8', 'surrogatepass'))
+
+
+def _route(database_name, path):
+    return f'{automation_base()}/m/{database_segment(database_name)}/{path}'
+
+
+def unsubscribe_url(database_name, record_token, next_url=None):
+    "Return the unsubscribe URL of a record"
+    url = _route(
+        database_name, 'unsubscribe?r=' + quote(record_token, safe=''))
+    if next_url:
+        url += '&next=' + quote(next_url, safe='')
+    return url
+
+
+def open_url(database_name, token):
+    "Return the URL of the tracking pixel of a record activity"
+    return _route(database_name, 'o/%s.gif' % quote(token, safe=''))
+
+
+def click_url(database_name, token, url, secret):
+    "Return the tracked URL redirecting to url for a record activity"
+    return _route(database_name, 'c/%s?u=%s&s=%s' % (
+            quote(token, safe=''), quote(url, safe=''),
+            sign(secret, token, url)))
+
+
+def _origin(url):
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    return scheme, parts.hostname.lower(), port
+
+
+def is_same_site(url, base):
+    "Tell if url is an HTTP(S) URL with the scheme, host and port of base"
+    if not isinstance(url, str) or not isinstance(base, str):
+        return False
+    # Browsers read a backslash as a slash and drop tabs and newlines, so
+    # such URLs could reach another host than the one parsed here
+    if any(c == '\\' or c.isspace() or ord(c) < 32 or ord(c) == 127
+            for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            return False
+        origin = _origin(url)
+        return origin is not None and origin == _origin(base)
+    except ValueError:
+        return False

@@ -1,0 +1,347 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""Render the templates of marketing e-mails and build the messages.
+
+Importing trytond installs its Genshi sandbox (trytond._safe_genshi): every
+expression is compiled with an AST transformer refusing private names,
+imports and most builtins. The templates here add a stricter variable
+lookup on top of it and refuse Python code blocks and includes.
+"""
+import functools
+import re
+import types
+from email.message import EmailMessage, MIMEPart
+from email.utils import getaddresses
+from html.parser import HTMLParser
+
+from genshi.core import END, START, Attrs, QName, Stream
+from genshi.template import MarkupTemplate, NewTextTemplate, Template
+from genshi.template.eval import UNDEFINED, StrictLookup
+
+from trytond import backend
+from trytond.report import html_to_text as _report_html_to_text
+from trytond.tools.email_ import set_from_header
+
+__all__ = [
+    'TemplateError', 'check_title', 'check_html', 'render_title',
+    'render_html', 'html_to_text', 'build_message']
+
+XHTML_NAMESPACE = 'http://www.w3.org/1999/xhtml'
+_UNTRACKED_PREFIXES = ('mailto:', 'tel:', '#')
+_ALLOWED_PRIVATE = {'__name__', '__url__', '__href__'}
+# Their public attributes lead to frames, whose f_builtins escape the sandbox
+_INTERNAL_TYPES = (
+    types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
+    types.FrameType, types.TracebackType, types.CodeType)
+_CACHE_SIZE = 128
+
+
+class TemplateError(Exception):
+    "A template that cannot be compiled or rendered"
+
+
+def _check_attribute(obj, key):
+    # trytond's sandbox only checks the names written in the source:
+    # record['__class__'] reaches attributes through the item lookup, and
+    # str.format walks attributes itself, so both are checked at run time.
+    forbidden = (
+        (key.startswith('_') and key not in _ALLOWED_PRIVATE)
+        or isinstance(obj, _INTERNAL_TYPES)
+        or (key in {'format', 'format_map'}
+            and (isinstance(obj, str)
+                or (isinstance(obj, type) and issubclass(obj, str)))))
+    if forbidden:
+        raise TemplateError(f"access to {key!r} is not allowed")
+
+
+class _SafeLookup(StrictLookup):
+
+    @classmethod
+    def lookup_attr(cls, obj, key):
+        _check_attribute(obj, key)
+        return super().lookup_attr(obj, key)
+
+    @classmethod
+    def lookup_item(cls, obj, key):
+        if len(key) == 1:
+            key = key[0]
+        try:
+            return obj[key]
+        except (AttributeError, KeyError, IndexError, TypeError):
+            if not isinstance(key, str):
+                raise
+        _check_attribute(obj, key)
+        value = getattr(obj, key, UNDEFINED)
+        if value is UNDEFINED:
+            value = cls.undefined(key, owner=obj)
+        return value
+
+
+class _NoIncludeLoader:
+    "Loader refusing every include"
+    # Without a loader, Genshi reads any file of the server on include.
+    # Disabling auto_reload makes Genshi load static includes when the
+    # template is compiled, so they fail at check time.
+    auto_reload = False
+
+    def load(self, *args, **kwargs):
+        raise TemplateError("includes are not allowed")
+
+
+class _TextTemplate(NewTextTemplate):
+
+    def _parse(self, source, encoding):
+        # NewTextTemplate does not pass allow_exec on to Template
+        self.allow_exec = False
+        return super()._parse(source, encoding)
+
+
+def _has_include(stream):
+    for kind, data, pos in stream:
+        if kind is Template.INCLUDE:
+            return True
+        elif kind is Template.SUB and _has_include(data[1]):
+            return True
+    return False
+
+
+def _reason(exception):
+    return str(exception) or exception.__class__.__name__
+
+
+def _compile(factory, text):
+    if not isinstance(text, str):
+        raise TemplateError("the template must be a text")
+    try:
+        template = factory(
+            text, loader=_NoIncludeLoader(), lookup=_SafeLookup,
+            allow_exec=False)
+        # Genshi attaches the directives lazily, on first use
+        stream = template.stream
+    except TemplateError:
+        raise
+    except Exception as exception:
+        raise TemplateError(_reason(exception)) from exception
+    if _has_include(stream):
+        raise TemplateError("includes are not allowed")
+    return template
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _title_template(text):
+    return _compile(_TextTemplate, text)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _html_template(text):
+    return _compile(MarkupTemplate, text)
+
+
+def _guarded(stream):
+    "Turn the errors raised while the template runs into TemplateError"
+    try:
+        yield from stream
+    except (TemplateError, backend.DatabaseOperationalError):
+        # The transaction must see database errors to retry
+        raise
+    except Exception as exception:
+        raise TemplateError(_reason(exception)) from exception
+
+
+def _generate(template, context):
+    try:
+        stream = template.generate(**context)
+    except TemplateError:
+        raise
+    except Exception as exception:
+        raise TemplateError(_reason(exception)) from exception
+    return _guarded(stream)
+
+
+def check_title(text):
+    "Raise TemplateError if text is not a valid title template"
+    _title_template(text)
+
+
+def render_title(text, context):
+    "Render the title template as a single line"
+    template = _title_template(text)
+    rendered = Stream(_generate(template, context)).render(
+        'text', encoding=None)
+    # A header must fit on one line
+    return ' '.join(rendered.split())
+
+
+def _is_html(tag, name):
+    return (tag.localname == name
+        and tag.namespace in {None, '', XHTML_NAMESPACE})
+
+
+class _LinkFilter:
+    "Rewrite the links and add the tracking pixel of a rendered stream"
+
+    def __init__(self, link_for, unsubscribe_for, pixel_url):
+        self.link_for = link_for
+        self.unsubscribe_for = unsubscribe_for
+        self.pixel_url = pixel_url
+
+    def href(self, href):
+        if href == 'unsubscribe':
+            return self.unsubscribe_for(None)
+        elif href.startswith('unsubscribe|'):
+            return self.unsubscribe_for(href[len('unsubscribe|'):])
+        elif not href or href.lower().startswith(_UNTRACKED_PREFIXES):
+            return href
+        return self.link_for(href)
+
+    def pixel(self, namespace, pos):
+        tag = QName(f'{namespace}}}img' if namespace else 'img')
+        attrs = Attrs([
+                (QName('src'), self.pixel_url),
+                (QName('width'), '1'),
+                (QName('height'), '1'),
+                (QName('alt'), ''),
+                (QName('style'), 'border:0'),
+                ])
+        yield START, (tag, attrs), pos
+        yield END, tag, pos
+
+    def __call__(self, stream):
+        depth = 0
+        added = False
+        pos = (None, -1, -1)
+        for kind, data, pos in stream:
+            if kind == START:
+                tag, attrs = data
+                if _is_html(tag, 'a') and 'href' in attrs:
+                    attrs |= [(QName('href'), self.href(attrs.get('href')))]
+                    data = tag, attrs
+                elif _is_html(tag, 'body'):
+                    depth += 1
+            elif kind == END and _is_html(data, 'body'):
+                depth -= 1
+                if not depth and not added:
+                    yield from self.pixel(data.namespace, pos)
+                    added = True
+            yield kind, data, pos
+        if not added:
+            yield from self.pixel(None, pos)
+
+
+def check_html(text, context=None):
+    "Raise TemplateError if text is not a valid HTML template"
+    template = _html_template(text)
+    if context is not None:
+        stream = _generate(template, context)
+        stream = _LinkFilter(
+            lambda url: url, lambda next_url: 'unsubscribe', 'pixel')(stream)
+        Stream(stream).render('html', encoding=None)
+
+
+def render_html(text, context, link_for, unsubscribe_for, pixel_url):
+    "Render the HTML template with tracked links and the pixel"
+    template = _html_template(text)
+    stream = _generate(template, context)
+    stream = _LinkFilter(link_for, unsubscribe_for, pixel_url)(stream)
+    return Stream(stream).render('html', encoding=None)
+
+
+_BLOCKS = {
+    'address', 'article', 'aside', 'blockquote', 'br', 'dd', 'div', 'dl',
+    'dt', 'footer', 'form', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header',
+    'hr', 'li', 'main', 'nav', 'ol', 'p', 'pre', 'section', 'table', 'tr',
+    'ul'}
+_HIDDEN = {'head', 'script', 'style', 'title', 'template'}
+
+
+class _TextExtractor(HTMLParser):
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts = []
+        self.hidden = 0
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _HIDDEN:
+            self.hidden += 1
+        elif tag in _BLOCKS:
+            self.parts.append('\n')
+            if tag == 'li':
+                self.parts.append('- ')
+        elif tag == 'a':
+            self.links.append(dict(attrs).get('href'))
+
+    def handle_startendtag(self, tag, attrs):
+        if tag in _BLOCKS:
+            self.parts.append('\n')
+
+    def handle_endtag(self, tag):
+        if tag in _HIDDEN:
+            self.hidden = max(self.hidden - 1, 0)
+        elif tag in _BLOCKS and tag != 'li':
+            self.parts.append('\n')
+        elif tag == 'a' and self.links:
+            href = self.links.pop()
+            if href and not href.startswith('#'):
+                self.parts.append(f' <{href}>')
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(re.sub(r'\s+', ' ', data))
+
+    def text(self):
+        lines = (l.strip() for l in ''.join(self.parts).split('\n'))
+        text = re.sub(r'\n{3,}', '\n\n', '\n'.join(lines))
+        return text.strip() + '\n'
+
+
+def html_to_text(html):
+    "Return a plain text version of the HTML"
+    # trytond's converter returns None when html2text is not installed
+    text = _report_html_to_text(html)
+    if text is None:
+        parser = _TextExtractor()
+        parser.feed(html)
+        parser.close()
+        text = parser.text()
+    return text
+
+
+def build_message(
+        *, from_addr, sender=None, to_addr, subject, html, unsubscribe_url,
+        unsubscribe_mailto=None, headers=None):
+    "Return the multipart e-mail with plain text and HTML alternatives"
+    if not isinstance(to_addr, str) or not any(
+            '@' in address for _, address in getaddresses([to_addr])):
+        raise ValueError(f"invalid recipient {to_addr!r}")
+    if not from_addr:
+        raise ValueError("missing sender address")
+    if not unsubscribe_url:
+        raise ValueError("missing unsubscribe URL")
+    msg = EmailMessage()
+    if sender:
+        set_from_header(msg, sender, from_addr)
+    else:
+        msg['From'] = from_addr
+    msg['To'] = to_addr
+    msg['Subject'] = ' '.join((subject or '').split())
+    unsubscribe = [f'<{unsubscribe_url}>']
+    if unsubscribe_mailto:
+        if not unsubscribe_mailto.lower().startswith('mailto:'):
+            unsubscribe_mailto = 'mailto:' + unsubscribe_mailto
+        unsubscribe.append(f'<{unsubscribe_mailto}>')
+    msg['List-Unsubscribe'] = ', '.join(unsubscribe)
+    msg['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click'
+    for name, value in dict(headers or {}).items():
+        msg[name] = value
+    msg['MIME-Version'] = '1.0'
+    msg.make_alternative()
+    # Parts built apart so that they do not repeat MIME-Version
+    for content, subtype in [(html_to_text(html), 'plain'), (html, 'html')]:
+        part = MIMEPart(policy=msg.policy)
+        part.set_content(
+            content, subtype=subtype, charset='utf-8',
+            cte='quoted-printable')
+        msg.attach(part)
+    return msg

@@ -1,0 +1,677 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+import datetime as dt
+import logging
+from collections import defaultdict
+
+from sql import Conflict, Literal, Null
+from sql.functions import CurrentTimestamp
+from sql.operators import Exists
+
+import trytond.config as config
+from trytond.i18n import gettext
+from trytond.model import (
+    Index, ModelSQL, ModelView, Unique, Workflow, fields)
+from trytond.pool import Pool
+from trytond.pyson import Bool, Eval
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
+
+from .links import new_token
+from .mixin import marketing_models
+from .scenario import sql_token
+
+logger = logging.getLogger(__name__)
+
+
+def _config_int(name, default):
+    return config.getint('marketing', name, default=default)
+
+
+class Record(ModelSQL, ModelView):
+    __name__ = 'marketing.automation.record'
+
+    scenario = fields.Many2One(
+        'marketing.automation.scenario', "Scenario",
+        required=True, ondelete='CASCADE')
+    record = fields.Reference(
+        "Record", selection='get_models', required=True)
+    blocked = fields.Boolean(
+        "Blocked", readonly=True,
+        help="A blocked record does not run any more activity.")
+    uuid = fields.Char(
+        "UUID", readonly=True, strip=False,
+        help="The unguessable token of the record in public URLs.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('scenario')
+        t = cls.__table__()
+        cls._sql_constraints = [
+            ('scenario_record_unique', Unique(t, t.scenario, t.record),
+                'marketing_automation.msg_record_scenario_record_unique'),
+            ('uuid_unique', Unique(t, t.uuid),
+                'marketing_automation.msg_record_uuid_unique'),
+            ]
+        cls._buttons.update({
+                'block': {
+                    'invisible': Bool(Eval('blocked')),
+                    'icon': 'tryton-cancel',
+                    'depends': ['blocked'],
+                    },
+                })
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        # Records created before the uuid column need a token
+        cursor.execute(*table.update(
+                [table.uuid], [sql_token()], where=table.uuid == Null))
+
+    @classmethod
+    def preprocess_values(cls, mode, values):
+        values = super().preprocess_values(mode, values)
+        if mode == 'create' and not values.get('uuid'):
+            values['uuid'] = new_token()
+        return values
+
+    @classmethod
+    def default_blocked(cls):
+        return False
+
+    @classmethod
+    def get_models(cls):
+        pool = Pool()
+        Model = pool.get('ir.model')
+        return [(m, Model.get_name(m)) for m in marketing_models()]
+
+    def get_rec_name(self, name):
+        if self.record and self.record.id >= 0:
+            try:
+                return self.record.rec_name
+            except Exception:
+                pass
+        return self.uuid
+
+    @classmethod
+    def copy(cls, records, default=None):
+        default = default.copy() if default is not None else {}
+        default.setdefault('uuid', None)
+        default.setdefault('blocked', False)
+        return super().copy(records, default=default)
+
+    @classmethod
+    @ModelView.button
+    def block(cls, records):
+        cls.write(records, {'blocked': True})
+
+    @classmethod
+    def unsubscribe(cls, records):
+        "Block the records and unsubscribe their party when allowed"
+        pool = Pool()
+        Unsubscribed = pool.get(
+            'party.party-unsubscribed-marketing.automation.scenario')
+        to_block = [r for r in records if not r.blocked]
+        if to_block:
+            cls.write(to_block, {'blocked': True})
+        pairs = set()
+        for record in records:
+            if not record.scenario.unsubscribable:
+                continue
+            party = record.marketing_party()
+            if party:
+                pairs.add((party.id, record.scenario.id))
+        existing = Unsubscribed.search([
+                ('party', 'in', [p for p, _ in pairs]),
+                ('scenario', 'in', [s for _, s in pairs]),
+                ]) if pairs else []
+        pairs -= {(u.party.id, u.scenario.id) for u in existing}
+        if pairs:
+            Unsubscribed.create([
+                    {'party': p, 'scenario': s} for p, s in sorted(pairs)])
+
+    def marketing_party(self):
+        "Return the party of the enrolled record or None if it is gone"
+        target = self.record
+        if target is None or target.id is None or target.id < 0:
+            return None
+        if not target.__class__.search([('id', '=', target.id)]):
+            return None
+        return target.marketing_party
+
+    @classmethod
+    def from_token(cls, token):
+        "Return the record of the token or None"
+        if not token:
+            return None
+        records = cls.search([('uuid', '=', token)], limit=1)
+        return records[0] if records else None
+
+    def is_known_url(self, url):
+        "Tell if the URL appeared in an e-mail sent to this record"
+        pool = Pool()
+        Email = pool.get('ir.email')
+        return bool(Email.search([
+                    ('marketing_automation_record', '=', self.id),
+                    ('body', 'like', '%' + url.replace('&', '&amp;') + '%'),
+                    ], limit=1)) or bool(Email.search([
+                    ('marketing_automation_record', '=', self.id),
+                    ('body', 'like', '%' + url + '%'),
+                    ], limit=1))
+
+
+class RecordActivity(Workflow, ModelSQL, ModelView):
+    __name__ = 'marketing.automation.record.activity'
+
+    record = fields.Many2One(
+        'marketing.automation.record', "Record",
+        required=True, ondelete='CASCADE')
+    activity = fields.Many2One(
+        'marketing.automation.activity', "Activity",
+        required=True, ondelete='CASCADE')
+    activity_action = fields.Function(
+        fields.Selection('get_activity_actions', "Activity Action"),
+        'on_change_with_activity_action')
+    at = fields.DateTime(
+        "At", readonly=True,
+        help="When the activity is due; empty while waiting for an event.")
+    email_opened = fields.Boolean(
+        "Email Opened", readonly=True,
+        states={
+            'invisible': Eval('activity_action') != 'send_email',
+            })
+    email_clicked = fields.Boolean(
+        "Email Clicked", readonly=True,
+        states={
+            'invisible': Eval('activity_action') != 'send_email',
+            })
+    uuid = fields.Char(
+        "UUID", readonly=True, strip=False,
+        help="The unguessable token of the activity in public URLs.")
+    tries = fields.Integer(
+        "Tries", readonly=True,
+        help="How many times sending failed.")
+    note = fields.Char(
+        "Note", readonly=True,
+        help="Why the action did not run or failed.")
+    state = fields.Selection([
+            ('waiting', "Waiting"),
+            ('done', "Done"),
+            ('cancelled', "Cancelled"),
+            ('failed', "Failed"),
+            ], "State", required=True, readonly=True, sort=False)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('record')
+        t = cls.__table__()
+        cls._sql_constraints = [
+            ('activity_record_unique', Unique(t, t.activity, t.record),
+                'marketing_automation.msg_record_activity_unique'),
+            ('uuid_unique', Unique(t, t.uuid),
+                'marketing_automation.msg_record_activity_uuid_unique'),
+            ]
+        cls._sql_indexes.update({
+                Index(t, (t.at, Index.Range()), (t.id, Index.Range()),
+                    where=t.state == 'waiting'),
+                Index(t, (t.record, Index.Range())),
+                })
+        cls._order = [('at', 'DESC NULLS FIRST'), ('id', 'DESC')]
+        cls._transitions |= {
+            ('waiting', 'done'),
+            ('waiting', 'cancelled'),
+            ('waiting', 'failed'),
+            ('failed', 'waiting'),
+            }
+        cls._buttons.update({
+                'on_email_opened': {
+                    'invisible': ((Eval('state') != 'done')
+                        | Eval('email_opened')
+                        | (Eval('activity_action') != 'send_email')),
+                    'depends': ['state', 'email_opened', 'activity_action'],
+                    },
+                'on_email_clicked': {
+                    'invisible': ((Eval('state') != 'done')
+                        | Eval('email_clicked')
+                        | (Eval('activity_action') != 'send_email')),
+                    'depends': ['state', 'email_clicked', 'activity_action'],
+                    },
+                'retry': {
+                    'invisible': Eval('state') != 'failed',
+                    'icon': 'tryton-refresh',
+                    'depends': ['state'],
+                    },
+                })
+
+    @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.update(
+                [table.uuid], [sql_token()], where=table.uuid == Null))
+
+    @classmethod
+    def default_state(cls):
+        return 'waiting'
+
+    @classmethod
+    def default_email_opened(cls):
+        return False
+
+    @classmethod
+    def default_email_clicked(cls):
+        return False
+
+    @classmethod
+    def default_tries(cls):
+        return 0
+
+    @classmethod
+    def preprocess_values(cls, mode, values):
+        values = super().preprocess_values(mode, values)
+        if mode == 'create' and not values.get('uuid'):
+            values['uuid'] = new_token()
+        return values
+
+    @classmethod
+    def get_activity_actions(cls):
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        return Activity.get_actions()
+
+    @fields.depends('activity', '_parent_activity.action')
+    def on_change_with_activity_action(self, name=None):
+        if self.activity:
+            return self.activity.action
+
+    def get_rec_name(self, name):
+        return '%s @ %s' % (self.activity.rec_name, self.record.rec_name)
+
+    @classmethod
+    def copy(cls, record_activities, default=None):
+        default = default.copy() if default is not None else {}
+        default.setdefault('uuid', None)
+        return super().copy(record_activities, default=default)
+
+    @classmethod
+    def from_token(cls, token):
+        "Return the record activity of the token or None"
+        if not token:
+            return None
+        records = cls.search([('uuid', '=', token)], limit=1)
+        return records[0] if records else None
+
+    # Scheduling
+
+    @classmethod
+    def schedule_roots(cls, scenario, after_record_id):
+        "Create the root activities of the scenario's records after the id"
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        table = cls.__table__()
+        record = Record.__table__()
+        now = dt.datetime.now()
+        for activity in scenario.activities:
+            at = now + (activity.delay or dt.timedelta())
+            cursor.execute(*table.insert(
+                    cls._insert_columns(table),
+                    record.select(
+                        record.id, Literal(activity.id), Literal(at),
+                        *cls._insert_defaults(),
+                        where=(record.scenario == scenario.id)
+                        & (record.id > after_record_id)
+                        & ~Exists(table.select(Literal(1),
+                                where=(table.record == record.id)
+                                & (table.activity == activity.id)))),
+                    on_conflict=cls._on_conflict(table)))
+
+    @classmethod
+    def _insert_columns(cls, table):
+        return [table.record, table.activity, table.at,
+            table.state, table.uuid, table.email_opened, table.email_clicked,
+            table.tries, table.create_uid, table.create_date]
+
+    @classmethod
+    def _insert_defaults(cls):
+        return [Literal('waiting'), sql_token(), Literal(False),
+            Literal(False), Literal(0), Literal(Transaction().user),
+            CurrentTimestamp()]
+
+    @classmethod
+    def _on_conflict(cls, table):
+        if Transaction().database.has_insert_on_conflict():
+            return Conflict(table)
+
+    @classmethod
+    def schedule_children(cls, record_activities):
+        "Create the record activities of the children of the activities"
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        table = cls.__table__()
+        now = dt.datetime.now()
+        by_activity = defaultdict(list)
+        for record_activity in record_activities:
+            by_activity[record_activity.activity].append(
+                record_activity.record.id)
+        for activity, record_ids in by_activity.items():
+            for child in activity.children:
+                at = None
+                if not child.event or child.negative:
+                    at = now + (child.delay or dt.timedelta())
+                for sub_ids in grouped_slice(record_ids):
+                    values = [
+                        [i, child.id, at, 'waiting', new_token(), False,
+                            False, 0, transaction.user, now]
+                        for i in sub_ids]
+                    cursor.execute(*table.insert(
+                            cls._insert_columns(table), values,
+                            on_conflict=cls._on_conflict(table)))
+
+    # Execution
+
+    @classmethod
+    def _due_where(cls, table, now):
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        Activity = pool.get('marketing.automation.activity')
+        Scenario = pool.get('marketing.automation.scenario')
+        record = Record.__table__()
+        activity = Activity.__table__()
+        scenario = Scenario.__table__()
+        return ((table.state == 'waiting')
+            & (table.at != Null) & (table.at <= now)
+            & table.record.in_(record.select(
+                    record.id, where=record.blocked == Literal(False)))
+            & table.activity.in_(activity.join(
+                    scenario, condition=activity.scenario == scenario.id
+                    ).select(activity.id,
+                    where=scenario.state == 'running')))
+
+    @classmethod
+    def process(cls, record_activities=None):
+        "Run the due record activities"
+        if record_activities is None:
+            cls._dispatch_due()
+            return
+        done = cls._run(record_activities)
+        # Children due at once run in the same call
+        while done:
+            now = dt.datetime.now()
+            table = cls.__table__()
+            cursor = Transaction().connection.cursor()
+            child_ids = []
+            for sub_ids in grouped_slice([r.record.id for r in done]):
+                cursor.execute(*table.select(
+                        table.id,
+                        where=fields.SQL_OPERATORS['in'](table.record, sub_ids)
+                        & cls._due_where(table, now)))
+                child_ids.extend(i for i, in cursor)
+            done = cls._run(cls.browse(child_ids)) if child_ids else []
+
+    @classmethod
+    def _dispatch_due(cls):
+        "Push the due record activities to the queue in batches"
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        now = dt.datetime.now()
+        batch_size = _config_int('automation_process_batch', 500)
+        cursor.execute(*table.select(
+                table.id,
+                where=cls._due_where(table, now),
+                order_by=[table.at.asc, table.id.asc]))
+        while True:
+            ids = [i for i, in cursor.fetchmany(batch_size)]
+            if not ids:
+                break
+            with Transaction().set_context(queue_batch=batch_size):
+                cls.__queue__.process(cls.browse(ids))
+
+    @classmethod
+    def _claim(cls, record_activities):
+        "Return the ids of the record activities this transaction runs"
+        transaction = Transaction()
+        database = transaction.database
+        cursor = transaction.connection.cursor()
+        table = cls.__table__()
+        now = dt.datetime.now()
+        ids = []
+        for sub_ids in grouped_slice([r.id for r in record_activities]):
+            query = table.select(
+                table.id,
+                where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
+                & cls._due_where(table, now))
+            if database.has_select_for():
+                # Concurrent runs skip what another one is running
+                For = database.get_select_for_skip_locked()
+                query.for_ = For('UPDATE', of=[table])
+            cursor.execute(*query)
+            ids.extend(i for i, in cursor)
+        if ids and not database.has_select_for():
+            # Writers are serialized on SQLite but mark the rows at once
+            for sub_ids in grouped_slice(ids):
+                cursor.execute(*table.update(
+                        [table.write_date], [CurrentTimestamp()],
+                        where=fields.SQL_OPERATORS['in'](table.id, sub_ids)))
+        return ids
+
+    @classmethod
+    def _run(cls, record_activities):
+        "Run the record activities and return those done"
+        ids = cls._claim(record_activities)
+        if not ids:
+            return []
+        record_activities = cls.browse(sorted(ids))
+        cls._cancel_opposites(record_activities)
+        existing = cls._existing_targets(record_activities)
+
+        by_activity = defaultdict(list)
+        for record_activity in record_activities:
+            by_activity[record_activity.activity].append(record_activity)
+        notes = {}
+        for activity, activity_records in by_activity.items():
+            to_act = []
+            for record_activity in activity_records:
+                target = record_activity.record.record
+                if (target is None
+                        or (target.__name__, target.id) not in existing):
+                    notes[record_activity.id] = gettext(
+                        'marketing_automation.msg_record_gone')
+                elif not activity.match(target):
+                    notes[record_activity.id] = gettext(
+                        'marketing_automation.msg_condition_false')
+                else:
+                    to_act.append(record_activity)
+            if activity.action and to_act:
+                notes.update(activity.execute(to_act) or {})
+
+        cls._mark_done(record_activities, notes)
+        cls.schedule_children(record_activities)
+        cls._clear_cache()
+        return record_activities
+
+    @classmethod
+    def _existing_targets(cls, record_activities):
+        by_model = defaultdict(set)
+        for record_activity in record_activities:
+            target = record_activity.record.record
+            if target is not None and target.id is not None:
+                by_model[target.__name__].add(target.id)
+        existing = set()
+        pool = Pool()
+        for model, ids in by_model.items():
+            Model = pool.get(model)
+            for sub_ids in grouped_slice(list(ids)):
+                existing.update(
+                    (model, r.id) for r in Model.search(
+                        [('id', 'in', list(sub_ids))], order=[]))
+        return existing
+
+    @classmethod
+    def _mark_done(cls, record_activities, notes):
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        by_note = defaultdict(list)
+        for record_activity in record_activities:
+            by_note[notes.get(record_activity.id)].append(record_activity.id)
+        for note, ids in by_note.items():
+            for sub_ids in grouped_slice(ids):
+                cursor.execute(*table.update(
+                        [table.state, table.note, table.write_date,
+                            table.write_uid],
+                        ['done', note, CurrentTimestamp(),
+                            Transaction().user],
+                        where=fields.SQL_OPERATORS['in'](table.id, sub_ids)))
+
+    @classmethod
+    def _cancel_opposites(cls, record_activities):
+        "Cancel the waiting siblings of the opposite outcome"
+        by_pair = defaultdict(list)
+        for record_activity in record_activities:
+            activity = record_activity.activity
+            if activity.event and activity.negative:
+                by_pair[(activity.parent, activity.event, False)].append(
+                    record_activity.record.id)
+        for (parent, event, negative), record_ids in by_pair.items():
+            siblings = [c for c in parent.children
+                if c.event == event and bool(c.negative) == negative]
+            cls._cancel_waiting(siblings, record_ids)
+
+    @classmethod
+    def _cancel_waiting(cls, activities, record_ids):
+        if not activities or not record_ids:
+            return
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        activity_ids = [a.id for a in activities]
+        for sub_ids in grouped_slice(record_ids):
+            cursor.execute(*table.update(
+                    [table.state, table.write_date, table.write_uid],
+                    ['cancelled', CurrentTimestamp(), Transaction().user],
+                    where=fields.SQL_OPERATORS['in'](table.record, sub_ids)
+                    & fields.SQL_OPERATORS['in'](table.activity, activity_ids)
+                    & (table.state == 'waiting')))
+
+    @classmethod
+    def sending_failed(cls, failures):
+        "Reschedule with back-off or fail the record activities not sent"
+        pool = Pool()
+        Email = pool.get('ir.email')
+        max_tries = _config_int('automation_retries', 5)
+        retry_delay = _config_int('automation_retry_delay', 300)
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        now = dt.datetime.now()
+        record_activities = cls.browse(sorted(failures))
+        for record_activity in record_activities:
+            # Only what was sent is archived
+            Email.delete(Email.search([
+                        ('marketing_automation_activity', '=',
+                            record_activity.activity.id),
+                        ('marketing_automation_record', '=',
+                            record_activity.record.id),
+                        ]))
+            tries = (record_activity.tries or 0) + 1
+            note = failures[record_activity.id][:200]
+            if tries >= max_tries:
+                state, at = 'failed', record_activity.at
+            else:
+                state = 'waiting'
+                at = now + dt.timedelta(
+                    seconds=retry_delay * 2 ** (tries - 1))
+            cursor.execute(*table.update(
+                    [table.state, table.at, table.tries, table.note],
+                    [state, at, tries, note],
+                    where=table.id == record_activity.id))
+            # Children wait for a message that was not sent
+            cls._delete_waiting_children(record_activity)
+
+    @classmethod
+    def _delete_waiting_children(cls, record_activity):
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        child_ids = [c.id for c in record_activity.activity.children]
+        if not child_ids:
+            return
+        cursor.execute(*table.delete(
+                where=(table.record == record_activity.record.id)
+                & fields.SQL_OPERATORS['in'](table.activity, child_ids)
+                & (table.state == 'waiting')))
+
+    @classmethod
+    @ModelView.button
+    @Workflow.transition('waiting')
+    def retry(cls, record_activities):
+        cls.write(record_activities, {
+                'at': dt.datetime.now(),
+                'tries': 0,
+                })
+
+    # Events
+
+    @classmethod
+    @ModelView.button
+    def on_email_opened(cls, record_activities):
+        cls._fire(record_activities, ['email_opened'])
+
+    @classmethod
+    @ModelView.button
+    def on_email_clicked(cls, record_activities):
+        # A click implies the message was opened
+        cls._fire(record_activities, ['email_opened', 'email_clicked'])
+
+    @classmethod
+    def _fire(cls, record_activities, events):
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        now = dt.datetime.now()
+        record_activities = [r for r in record_activities
+            if r.state == 'done' and r.activity.action == 'send_email']
+        for event in events:
+            pending = [r for r in record_activities if not getattr(r, event)]
+            if not pending:
+                continue
+            column = getattr(table, event)
+            for sub in grouped_slice(pending):
+                cursor.execute(*table.update(
+                        [column, table.write_date],
+                        [Literal(True), CurrentTimestamp()],
+                        where=fields.SQL_OPERATORS['in'](
+                            table.id, [r.id for r in sub])))
+            by_activity = defaultdict(list)
+            for record_activity in pending:
+                by_activity[record_activity.activity].append(
+                    record_activity.record.id)
+            for activity, record_ids in by_activity.items():
+                children = [c for c in activity.children if c.event == event]
+                cls._cancel_waiting(
+                    [c for c in children if c.negative], record_ids)
+                for child in children:
+                    if child.negative:
+                        continue
+                    at = now + (child.delay or dt.timedelta())
+                    for sub_ids in grouped_slice(record_ids):
+                        cursor.execute(*table.update(
+                                [table.at, table.write_date],
+                                [at, CurrentTimestamp()],
+                                where=fields.SQL_OPERATORS['in'](
+                                    table.record, sub_ids)
+                                & (table.activity == child.id)
+                                & (table.state == 'waiting')
+                                & (table.at == Null)))
+        cls._clear_cache()
+
+    @classmethod
+    def _clear_cache(cls):
+        # The rows were written in SQL
+        transaction = Transaction()
+        transaction.counter += 1
+        for cache in transaction.cache.values():
+            if cls.__name__ in cache:
+                cache[cls.__name__].clear()

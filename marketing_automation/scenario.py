@@ -1,0 +1,329 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+import logging
+from collections import defaultdict
+
+from sql import Conflict, Literal
+from sql.aggregate import Count, Max, Sum
+from sql.conditionals import Case
+from sql.functions import CurrentTimestamp, Function, Lower
+from sql.operators import Concat, Exists
+
+import trytond.config as config
+from trytond import backend
+from trytond.i18n import gettext
+from trytond.model import ModelSQL, ModelView, Workflow, fields
+from trytond.pool import Pool
+from trytond.pyson import Eval, PYSONDecoder
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
+
+from .exceptions import DomainError
+from .mixin import marketing_models
+from .statistics import daily_trend, rate
+
+logger = logging.getLogger(__name__)
+
+
+class _Hex(Function):
+    __slots__ = ()
+    _function = 'HEX'
+
+
+class _RandomBlob(Function):
+    __slots__ = ()
+    _function = 'RANDOMBLOB'
+
+
+class _Replace(Function):
+    __slots__ = ()
+    _function = 'REPLACE'
+
+
+class _GenRandomUUID(Function):
+    __slots__ = ()
+    _function = 'GEN_RANDOM_UUID'
+
+
+def sql_token():
+    "Return an SQL expression of a fresh 128-bit random token in hexadecimal"
+    if backend.name == 'sqlite':
+        return Lower(_Hex(_RandomBlob(16)))
+    return _Replace(
+        fields.Char('').sql_cast(_GenRandomUUID()), '-', '')
+
+
+class Scenario(Workflow, ModelSQL, ModelView):
+    __name__ = 'marketing.automation.scenario'
+
+    _states = {
+        'readonly': Eval('state') != 'draft',
+        }
+
+    name = fields.Char("Name", translate=True)
+    model = fields.Selection(
+        'get_models', "Model", required=True, states=_states)
+    domain = fields.Char(
+        "Domain", required=True, states=_states,
+        help="A PYSON domain that selects the records entering the scenario.")
+    activities = fields.One2Many(
+        'marketing.automation.activity', 'parent', "Activities")
+    unsubscribable = fields.Boolean(
+        "Unsubscribable",
+        help="If checked, unsubscribing from an e-mail also unsubscribes "
+        "the party from this scenario.")
+    state = fields.Selection([
+            ('draft', "Draft"),
+            ('running', "Running"),
+            ('stopped', "Stopped"),
+            ], "State", required=True, readonly=True, sort=False)
+
+    record_count = fields.Function(
+        fields.Integer(
+            "Records",
+            help="The number of records in the scenario, or while in draft "
+            "the number of records the domain matches now."),
+        'get_record_counts')
+    record_count_blocked = fields.Function(
+        fields.Integer("Records Blocked"), 'get_record_counts')
+    block_rate = fields.Function(
+        fields.Float("Block Rate", digits=(1, 4)), 'get_record_counts')
+    block_rate_trend = fields.Function(
+        fields.Char("Block Rate Trend"), 'get_block_rate_trend')
+
+    del _states
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._transitions |= {
+            ('draft', 'running'),
+            ('running', 'stopped'),
+            ('stopped', 'draft'),
+            }
+        cls._buttons.update({
+                'draft': {
+                    'invisible': Eval('state') != 'stopped',
+                    'icon': 'tryton-back',
+                    'depends': ['state'],
+                    },
+                'run': {
+                    'invisible': Eval('state') != 'draft',
+                    'icon': 'tryton-launch',
+                    'depends': ['state'],
+                    },
+                'stop': {
+                    'invisible': Eval('state') != 'running',
+                    'icon': 'tryton-cancel',
+                    'depends': ['state'],
+                    },
+                })
+
+    @classmethod
+    def default_domain(cls):
+        return '[]'
+
+    @classmethod
+    def default_state(cls):
+        return 'draft'
+
+    @classmethod
+    def default_unsubscribable(cls):
+        return False
+
+    @classmethod
+    def get_models(cls):
+        pool = Pool()
+        Model = pool.get('ir.model')
+        return [(m, Model.get_name(m)) for m in marketing_models()]
+
+    def get_domain(self):
+        "Return the decoded domain of the scenario"
+        return PYSONDecoder({}).decode(self.domain)
+
+    @classmethod
+    def validate_fields(cls, scenarios, field_names):
+        super().validate_fields(scenarios, field_names)
+        if field_names & {'model', 'domain'}:
+            cls.check_domain(scenarios)
+
+    @classmethod
+    def check_domain(cls, scenarios):
+        pool = Pool()
+        for scenario in scenarios:
+            if not scenario.model:
+                continue
+            Model = pool.get(scenario.model)
+            try:
+                domain = scenario.get_domain()
+                # Building the query validates field names and operators
+                Model.search(domain, order=[], query=True)
+            except Exception as exception:
+                raise DomainError(gettext(
+                        'marketing_automation.msg_scenario_invalid_domain',
+                        scenario=scenario.rec_name,
+                        domain=scenario.domain,
+                        error=exception)) from exception
+
+    @classmethod
+    def get_record_counts(cls, scenarios, names):
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        record = Record.__table__()
+        cursor = Transaction().connection.cursor()
+
+        counts = defaultdict(int)
+        blocked = defaultdict(int)
+        for sub_scenarios in grouped_slice(scenarios):
+            ids = [s.id for s in sub_scenarios]
+            cursor.execute(*record.select(
+                    record.scenario,
+                    Count(Literal('*')),
+                    Sum(Case((record.blocked == Literal(True), 1), else_=0)),
+                    where=fields.SQL_OPERATORS['in'](record.scenario, ids),
+                    group_by=record.scenario))
+            for scenario_id, count, blocked_count in cursor:
+                counts[scenario_id] = count
+                blocked[scenario_id] = blocked_count or 0
+        for scenario in scenarios:
+            if scenario.state == 'draft' and scenario.model:
+                counts[scenario.id] = scenario.count_matching()
+
+        result = {}
+        for name in names:
+            values = result[name] = {}
+            for scenario in scenarios:
+                count = counts[scenario.id]
+                if name == 'record_count':
+                    values[scenario.id] = count
+                elif name == 'record_count_blocked':
+                    values[scenario.id] = blocked[scenario.id]
+                elif name == 'block_rate':
+                    values[scenario.id] = (
+                        rate(blocked[scenario.id], count)
+                        if scenario.state != 'draft' else 0.)
+        return result
+
+    def count_matching(self):
+        "Return how many records the domain matches now"
+        Model = Pool().get(self.model)
+        try:
+            return Model.search(self.get_domain(), count=True)
+        except Exception:
+            logger.debug("Fail to count %s", self, exc_info=True)
+            return 0
+
+    @classmethod
+    def get_block_rate_trend(cls, scenarios, name):
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        record = Record.__table__()
+        return daily_trend(
+            record, record.scenario, record.create_date,
+            [Count(Literal('*')),
+                Sum(Case((record.blocked == Literal(True), 1), else_=0))],
+            lambda count, blocked: rate(blocked, count),
+            [s.id for s in scenarios])
+
+    @classmethod
+    def copy(cls, scenarios, default=None):
+        default = default.copy() if default is not None else {}
+        default.setdefault('state', 'draft')
+        return super().copy(scenarios, default=default)
+
+    @classmethod
+    @ModelView.button
+    @Workflow.transition('draft')
+    def draft(cls, scenarios):
+        pass
+
+    @classmethod
+    @ModelView.button
+    @Workflow.transition('running')
+    def run(cls, scenarios):
+        pass
+
+    @classmethod
+    @ModelView.button
+    @Workflow.transition('stopped')
+    def stop(cls, scenarios):
+        pass
+
+    @classmethod
+    def trigger(cls, scenarios=None):
+        "Enrol the new records matching the domain of running scenarios"
+        if scenarios is None:
+            scenarios = cls.search([('state', '=', 'running')])
+        cursor = Transaction().connection.cursor()
+        for scenario in scenarios:
+            if scenario.state != 'running':
+                continue
+            # A savepoint keeps the transaction usable on PostgreSQL when the
+            # domain of one scenario fails in the database
+            cursor.execute('SAVEPOINT marketing_automation_trigger')
+            try:
+                scenario.enrol()
+            except Exception:
+                cursor.execute(
+                    'ROLLBACK TO SAVEPOINT marketing_automation_trigger')
+                logger.exception("Fail to enrol records in %s", scenario)
+            else:
+                cursor.execute(
+                    'RELEASE SAVEPOINT marketing_automation_trigger')
+
+    def enrol(self, batch_size=None):
+        "Insert the records matching the domain and schedule the roots"
+        pool = Pool()
+        Model = pool.get(self.model)
+        Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Unsubscribed = pool.get(
+            'party.party-unsubscribed-marketing.automation.scenario')
+        transaction = Transaction()
+        database = transaction.database
+        cursor = transaction.connection.cursor()
+        if batch_size is None:
+            batch_size = config.getint(
+                'marketing', 'automation_enrol_batch', default=10000)
+
+        table = Model.__table__()
+        record = Record.__table__()
+        unsubscribed = Unsubscribed.__table__()
+        candidates = Model.search(self.get_domain(), order=[], query=True)
+        reference = Concat(self.model + ',', table.id)
+        party = Model.marketing_party_column(table)
+        new_record = (table.id.in_(candidates)
+            & ~Exists(record.select(Literal(1),
+                    where=(record.scenario == self.id)
+                    & (record.record == reference)))
+            & ~Exists(unsubscribed.select(Literal(1),
+                    where=(unsubscribed.scenario == self.id)
+                    & (unsubscribed.party == party))))
+        on_conflict = None
+        if database.has_insert_on_conflict():
+            on_conflict = Conflict(record)
+
+        last_id = 0
+        while True:
+            batch = table.select(
+                table.id, where=new_record & (table.id > last_id),
+                order_by=[table.id.asc], limit=batch_size)
+            cursor.execute(*batch.select(Max(batch.id)))
+            upper_id, = cursor.fetchone()
+            if upper_id is None:
+                break
+            cursor.execute(*record.select(Max(record.id)))
+            watermark, = cursor.fetchone()
+            cursor.execute(*record.insert(
+                    [record.scenario, record.record, record.uuid,
+                        record.blocked, record.create_uid, record.create_date],
+                    table.select(
+                        Literal(self.id), reference, sql_token(),
+                        Literal(False), Literal(transaction.user),
+                        CurrentTimestamp(),
+                        where=new_record
+                        & (table.id > last_id) & (table.id <= upper_id)),
+                    on_conflict=on_conflict))
+            RecordActivity.schedule_roots(self, watermark or 0)
+            last_id = upper_id
+

@@ -1,0 +1,47 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+import datetime as dt
+from collections import defaultdict
+
+from sql.functions import DateTrunc
+
+from trytond.model import fields
+from trytond.tools import grouped_slice
+from trytond.tools.chart import sparkline
+from trytond.transaction import Transaction
+
+TREND_DAYS = 30
+
+
+def rate(numerator, denominator):
+    "Return numerator / denominator or 0 when there is nothing to divide"
+    return (numerator or 0) / denominator if denominator else 0.
+
+
+def daily_trend(table, key, date, aggregates, compute, ids, where=None):
+    """Return {id: sparkline} of compute(*aggregates) per day
+
+    over the last TREND_DAYS days, with one grouped query per slice of ids"""
+    cursor = Transaction().connection.cursor()
+    today = dt.date.today()
+    start = dt.datetime.combine(
+        today - dt.timedelta(days=TREND_DAYS - 1), dt.time())
+    day = DateTrunc('day', date)
+    values = defaultdict(dict)
+    for sub_ids in grouped_slice(ids):
+        condition = fields.SQL_OPERATORS['in'](key, sub_ids) & (date >= start)
+        if where is not None:
+            condition &= where
+        cursor.execute(*table.select(
+                key, day, *aggregates,
+                where=condition,
+                group_by=[key, day]))
+        for key_id, day_value, *row in cursor:
+            # SQLite returns text, PostgreSQL a datetime
+            values[key_id][str(day_value)[:10]] = compute(*row)
+    days = [
+        (start.date() + dt.timedelta(days=i)).isoformat()
+        for i in range(TREND_DAYS)]
+    return {
+        i: sparkline([values[i].get(d, 0) for d in days]) if values[i] else ''
+        for i in ids}
