@@ -16,6 +16,7 @@ from trytond.model import (
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, PYSONDecoder
 from trytond.report import Report
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.tools.email_ import format_address
 from trytond.transaction import Transaction
@@ -367,7 +368,7 @@ class Activity(ModelSQL, ModelView):
         cursor = Transaction().connection.cursor()
 
         counts = defaultdict(lambda: (0, 0, 0))
-        for sub_activities in grouped_slice(activities):
+        for sub_activities in grouped_slice(activities, MAX_QUERY_PARAMS):
             ids = [a.id for a in sub_activities]
             cursor.execute(*record_activity.select(
                     record_activity.activity,

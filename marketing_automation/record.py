@@ -14,6 +14,7 @@ from trytond.model import (
     Index, ModelSQL, ModelView, Unique, Workflow, fields)
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
@@ -365,13 +366,15 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                 at = None
                 if not child.event or child.negative:
                     at = now + (child.delay or dt.timedelta())
-                for sub_ids in grouped_slice(record_ids):
+                columns = cls._insert_columns(table)
+                for sub_ids in grouped_slice(
+                        record_ids, MAX_QUERY_PARAMS // len(columns)):
                     values = [
                         [i, child.id, at, 'waiting', new_token(), False,
                             False, 0, transaction.user, now]
                         for i in sub_ids]
                     cursor.execute(*table.insert(
-                            cls._insert_columns(table), values,
+                            columns, values,
                             on_conflict=cls._on_conflict(table)))
 
     # Execution
@@ -407,7 +410,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
             table = cls.__table__()
             cursor = Transaction().connection.cursor()
             child_ids = []
-            for sub_ids in grouped_slice([r.record.id for r in done]):
+            for sub_ids in grouped_slice([r.record.id for r in done], MAX_QUERY_PARAMS):
                 cursor.execute(*table.select(
                         table.id,
                         where=fields.SQL_OPERATORS['in'](table.record, sub_ids)
@@ -442,7 +445,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         table = cls.__table__()
         now = dt.datetime.now()
         ids = []
-        for sub_ids in grouped_slice([r.id for r in record_activities]):
+        for sub_ids in grouped_slice([r.id for r in record_activities], MAX_QUERY_PARAMS):
             query = table.select(
                 table.id,
                 where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
@@ -455,7 +458,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
             ids.extend(i for i, in cursor)
         if ids and not database.has_select_for():
             # Writers are serialized on SQLite but mark the rows at once
-            for sub_ids in grouped_slice(ids):
+            for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
                         [table.write_date], [CurrentTimestamp()],
                         where=fields.SQL_OPERATORS['in'](table.id, sub_ids)))
@@ -507,7 +510,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         pool = Pool()
         for model, ids in by_model.items():
             Model = pool.get(model)
-            for sub_ids in grouped_slice(list(ids)):
+            for sub_ids in grouped_slice(list(ids), MAX_QUERY_PARAMS):
                 existing.update(
                     (model, r.id) for r in Model.search(
                         [('id', 'in', list(sub_ids))], order=[]))
@@ -521,7 +524,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         for record_activity in record_activities:
             by_note[notes.get(record_activity.id)].append(record_activity.id)
         for note, ids in by_note.items():
-            for sub_ids in grouped_slice(ids):
+            for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
                         [table.state, table.note, table.write_date,
                             table.write_uid],
@@ -550,7 +553,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         activity_ids = [a.id for a in activities]
-        for sub_ids in grouped_slice(record_ids):
+        for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
             cursor.execute(*table.update(
                     [table.state, table.write_date, table.write_uid],
                     ['cancelled', CurrentTimestamp(), Transaction().user],
@@ -638,7 +641,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
             if not pending:
                 continue
             column = getattr(table, event)
-            for sub in grouped_slice(pending):
+            for sub in grouped_slice(pending, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
                         [column, table.write_date],
                         [Literal(True), CurrentTimestamp()],
@@ -656,7 +659,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                     if child.negative:
                         continue
                     at = now + (child.delay or dt.timedelta())
-                    for sub_ids in grouped_slice(record_ids):
+                    for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
                         cursor.execute(*table.update(
                                 [table.at, table.write_date],
                                 [at, CurrentTimestamp()],

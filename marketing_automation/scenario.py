@@ -15,6 +15,7 @@ from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Workflow, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, PYSONDecoder
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
@@ -174,7 +175,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
 
         counts = defaultdict(int)
         blocked = defaultdict(int)
-        for sub_scenarios in grouped_slice(scenarios):
+        for sub_scenarios in grouped_slice(scenarios, MAX_QUERY_PARAMS):
             ids = [s.id for s in sub_scenarios]
             cursor.execute(*record.select(
                     record.scenario,

@@ -6,6 +6,7 @@ from collections import defaultdict
 from sql.functions import DateTrunc
 
 from trytond.model import fields
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.tools.chart import sparkline
 from trytond.transaction import Transaction
@@ -13,9 +14,11 @@ from trytond.transaction import Transaction
 TREND_DAYS = 30
 
 
-def rate(numerator, denominator):
-    "Return numerator / denominator or 0 when there is nothing to divide"
-    return (numerator or 0) / denominator if denominator else 0.
+def rate(numerator, denominator, digits=4):
+    "Return numerator / denominator rounded, or 0 when nothing to divide"
+    if not denominator:
+        return 0.
+    return round((numerator or 0) / denominator, digits)
 
 
 def daily_trend(table, key, date, aggregates, compute, ids, where=None):
@@ -28,7 +31,7 @@ def daily_trend(table, key, date, aggregates, compute, ids, where=None):
         today - dt.timedelta(days=TREND_DAYS - 1), dt.time())
     day = DateTrunc('day', date)
     values = defaultdict(dict)
-    for sub_ids in grouped_slice(ids):
+    for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
         condition = fields.SQL_OPERATORS['in'](key, sub_ids) & (date >= start)
         if where is not None:
             condition &= where
