@@ -458,8 +458,8 @@ class Activity(ModelSQL, ModelView):
         database_name = transaction.database.name
         secret = Configuration.get_marketing_automation_secret()
         datamanager = transaction.join(RecordActivitySMTPDataManager())
-        default_from = config.get(
-            'marketing', 'email_from', default=config.get('email', 'from'))
+        default_from = (config.get('marketing', 'email_from')
+            or config.get('email', 'from'))
         unsubscribe_mailto = config.get(
             'marketing', 'automation_unsubscribe_mailto', default=None)
         author = (self.write_uid or self.create_uid)

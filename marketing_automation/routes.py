@@ -1,2 +1,276 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
+"""The public routes that e-mails link to.
+
+- ``/m/<database>/o/<token>.gif``: the open pixel of a record activity,
+- ``/m/<database>/c/<token>?u=<url>&s=<signature>``: a tracked link,
+- ``/m/<database>/unsubscribe?r=<record token>[&next=<url>]``,
+- ``/m/empty.gif``: the transparent GIF of older e-mails.
+
+``<database>`` is the database name in URL-safe base64 without padding.
+The routes only parse the request, call one model method and shape the
+response; they run as user 0, so every token is checked first.
+"""
+import base64
+import binascii
+import functools
+import os
+import re
+import string
+from urllib.parse import quote, urlsplit
+
+from genshi.template import MarkupTemplate
+
+from trytond.i18n import gettext
+from trytond.protocols.wrappers import (
+    HTTPStatus, Response, abort, redirect, set_max_request_size, with_pool,
+    with_transaction)
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from . import links
+
+# Nothing more than a small form is ever posted to these routes
+MAX_REQUEST_SIZE = 16 * 1024
+MAX_DATABASE_SEGMENT = 344  # 256 bytes in base64
+_DATABASE_SEGMENT = re.compile(r'[A-Za-z0-9_-]+={0,2}')
+# Every printable ASCII character is kept as is in a Location header
+_LOCATION_SAFE = ''.join(chr(c) for c in range(0x21, 0x7f))
+ONE_CLICK = 'One-Click'
+
+_NO_STORE = {
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    # Tokens in the URL must not leak to other sites
+    'Referrer-Policy': 'no-referrer',
+    }
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    'Content-Security-Policy': (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'none'"),
+    'X-Frame-Options': 'DENY',
+    'X-Robots-Tag': 'noindex, nofollow',
+    }
+
+
+# Parsing helpers
+
+def decode_database(segment):
+    "Return the database name of the URL segment or None if it is invalid"
+    if (not isinstance(segment, str)
+            or len(segment) > MAX_DATABASE_SEGMENT
+            or not _DATABASE_SEGMENT.fullmatch(segment)):
+        return None
+    segment = segment.rstrip('=')
+    segment += '=' * (-len(segment) % 4)
+    try:
+        name = base64.b64decode(segment, altchars=b'-_', validate=True)
+        name = name.decode('utf-8')
+    except (binascii.Error, ValueError):
+        return None
+    if not name or any(c in name for c in '/\\') or not name.isprintable():
+        return None
+    return name
+
+
+def location(url):
+    "Return url for a Location header: non-ASCII and blanks percent-encoded"
+    return quote(url, safe=_LOCATION_SAFE)
+
+
+def is_web_url(url):
+    "Tell if url is an absolute HTTP(S) URL a browser reads the same way"
+    if not url or len(url) > 4096:
+        return False
+    if any(c == '\\' or not c.isprintable() or c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return (parts.scheme.lower() in {'http', 'https'}
+            and bool(parts.hostname)
+            and parts.username is None and parts.password is None)
+    except ValueError:
+        return False
+
+
+def with_database(func):
+    """Decode the database segment of the URL and give the pool
+
+    An undecodable name or a database that does not exist is not found."""
+    pooled = with_pool(func)
+
+    @functools.wraps(func)
+    def wrapper(request, database, *args, **kwargs):
+        database_name = decode_database(database)
+        if database_name is None:
+            abort(HTTPStatus.NOT_FOUND)
+        return pooled(request, database_name, *args, **kwargs)
+    return wrapper
+
+
+def _gif():
+    return Response(links.EMPTY_GIF, mimetype='image/gif', headers=_NO_STORE)
+
+
+@functools.lru_cache(maxsize=1)
+def _page_template():
+    path = os.path.join(os.path.dirname(__file__), 'unsubscribe.html')
+    with open(path, encoding='utf-8') as fp:
+        return MarkupTemplate(fp, filepath=path)
+
+
+def _page(title, text, button=None):
+    language = (Transaction().language or 'en').replace('_', '-')
+    html = _page_template().generate(
+        language=language, title=title, text=text, button=button,
+        ).render('html', doctype='html5', encoding=None)
+    return Response(
+        html, content_type='text/html; charset=utf-8',
+        headers=_PAGE_HEADERS)
+
+
+def _language(pool, request, record):
+    "Return the language of the page: the party's or the browser's"
+    Lang = pool.get('ir.lang')
+    languages = Lang.get_translatable_languages()
+    party = record.marketing_party()
+    if party and party.lang and party.lang.code in languages:
+        return party.lang.code
+    best = request.accept_languages.best_match(
+        [c.replace('_', '-') for c in languages])
+    if best:
+        return best.replace('-', '_')
+    return Transaction().language
+
+
+# Routes
+
+@app.route('/m/empty.gif', methods=['GET'])
+@set_max_request_size(MAX_REQUEST_SIZE)
+def empty_gif(request):
+    "The transparent GIF of the e-mails sent by earlier versions"
+    return _gif()
+
+
+@app.route('/m/<database>/o/<token>.gif', methods=['GET'])
+@set_max_request_size(MAX_REQUEST_SIZE)
+@with_database
+def email_opened(request, pool, token):
+    "The open pixel: always the GIF, the event only on GET of a known token"
+    if request.method == 'GET' and links.is_token(token):
+        _email_opened(request, pool, token)
+    return _gif()
+
+
+@with_transaction(readonly=False)
+def _email_opened(request, pool, token):
+    RecordActivity = pool.get('marketing.automation.record.activity')
+    record_activity = RecordActivity.from_token(token)
+    if record_activity:
+        RecordActivity.on_email_opened([record_activity])
+
+
+@app.route('/m/<database>/c/<token>', methods=['GET'])
+@set_max_request_size(MAX_REQUEST_SIZE)
+@with_database
+def email_clicked(request, pool, token):
+    "A tracked link: redirect to the signed URL, the event only on GET"
+    url = request.args.get('u')
+    signature = request.args.get('s')
+    if not (links.is_token(token) and url and signature):
+        abort(HTTPStatus.NOT_FOUND)
+    if request.method == 'GET':
+        found = _email_clicked(request, pool, token, url, signature)
+    else:
+        found = _check_click(request, pool, token, url, signature)
+    if not found:
+        abort(HTTPStatus.NOT_FOUND)
+    response = redirect(location(url), code=HTTPStatus.FOUND)
+    response.headers.update(_NO_STORE)
+    return response
+
+
+def _clicked_record_activity(pool, token, url, signature):
+    "Return the record activity of a tracked link if it is genuine"
+    Configuration = pool.get('ir.configuration')
+    RecordActivity = pool.get('marketing.automation.record.activity')
+    secret = Configuration.get_marketing_automation_secret()
+    if not secret or not links.check_signature(secret, token, url, signature):
+        return None
+    return RecordActivity.from_token(token)
+
+
+@with_transaction(readonly=False)
+def _email_clicked(request, pool, token, url, signature):
+    RecordActivity = pool.get('marketing.automation.record.activity')
+    record_activity = _clicked_record_activity(pool, token, url, signature)
+    if record_activity:
+        RecordActivity.on_email_clicked([record_activity])
+    return bool(record_activity)
+
+
+@with_transaction(readonly=True)
+def _check_click(request, pool, token, url, signature):
+    return bool(_clicked_record_activity(pool, token, url, signature))
+
+
+@app.route('/m/<database>/unsubscribe', methods=['GET', 'POST'])
+@set_max_request_size(MAX_REQUEST_SIZE)
+@with_database
+def unsubscribe(request, pool):
+    """Confirm (GET) and unsubscribe (POST) a record
+
+    The one-click POST of RFC 8058 answers without redirect."""
+    token = request.args.get('r')
+    if not links.is_token(token):
+        abort(HTTPStatus.NOT_FOUND)
+    if request.method == 'POST':
+        # Read the body before the transaction: a too large one is refused
+        one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
+        next_url = None if one_click else request.args.get('next')
+        if next_url is not None and not is_web_url(next_url):
+            next_url = None
+        return _unsubscribe(request, pool, token, one_click, next_url)
+    return _unsubscribe_confirm(request, pool, token)
+
+
+def _record(pool, token):
+    Record = pool.get('marketing.automation.record')
+    record = Record.from_token(token)
+    if not record:
+        abort(HTTPStatus.NOT_FOUND)
+    return record
+
+
+@with_transaction(readonly=True)
+def _unsubscribe_confirm(request, pool, token):
+    record = _record(pool, token)
+    with Transaction().set_context(
+            language=_language(pool, request, record)):
+        return _page(
+            gettext('marketing_automation.msg_unsubscribe_title'),
+            gettext('marketing_automation.msg_unsubscribe_question'),
+            gettext('marketing_automation.msg_unsubscribe_button'))
+
+
+@with_transaction(readonly=False)
+def _unsubscribe(request, pool, token, one_click, next_url):
+    Record = pool.get('marketing.automation.record')
+    record = _record(pool, token)
+    Record.unsubscribe([record])
+    if one_click:
+        return Response(
+            gettext('marketing_automation.msg_unsubscribed') + '\n',
+            content_type='text/plain; charset=utf-8', headers=_NO_STORE)
+    if next_url and (
+            links.is_same_site(next_url, links.automation_base())
+            or record.is_known_url(next_url)):
+        response = redirect(location(next_url), code=HTTPStatus.SEE_OTHER)
+        response.headers.update(_NO_STORE)
+        return response
+    with Transaction().set_context(
+            language=_language(pool, request, record)):
+        return _page(
+            gettext('marketing_automation.msg_unsubscribed_title'),
+            gettext('marketing_automation.msg_unsubscribed'))

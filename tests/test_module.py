@@ -1,13 +1,249 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
+import datetime as dt
 
-from trytond.tests.test_tryton import ModuleTestCase
+from trytond.model.exceptions import ValidationError
+from trytond.pool import Pool
+from trytond.tests.test_tryton import ModuleTestCase, with_transaction
+from trytond.transaction import Transaction
+
+from marketing_automation.exceptions import (
+    ConditionError, DomainError, EventError, ParentError,
+    TemplateError)
+
+HTML = '<html><body><p>${record.name}</p></body></html>'
 
 
 class MarketingAutomationTestCase(ModuleTestCase):
     "Test Marketing Automation module"
     module = 'marketing_automation'
     extras = ['sale', 'web_shortener']
+
+    def create_scenario(self, **values):
+        pool = Pool()
+        Scenario = pool.get('marketing.automation.scenario')
+        values.setdefault('name', "Scenario")
+        values.setdefault('model', 'party.party')
+        scenario, = Scenario.create([values])
+        return scenario
+
+    def create_activity(self, parent, **values):
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        values.setdefault('name', "Activity")
+        values['parent'] = str(parent)
+        activity, = Activity.create([values])
+        return activity
+
+    def email_values(self, **values):
+        values.setdefault('action', 'send_email')
+        values.setdefault('email_title', "Hello ${record.name}")
+        values.setdefault('email_template', HTML)
+        return values
+
+    @with_transaction()
+    def test_scenario_valid_domain(self):
+        "Test a valid scenario domain is accepted"
+        scenario = self.create_scenario(domain='[["name", "ilike", "A%"]]')
+        self.assertEqual(scenario.get_domain(), [['name', 'ilike', 'A%']])
+
+    @with_transaction()
+    def test_scenario_invalid_domain(self):
+        "Test invalid scenario domains are refused"
+        for domain in [
+                '[["name", "=",',  # not JSON
+                '[["no_such_field", "=", 1]]',
+                '[["name", "no operator", 1]]',
+                ]:
+            with self.subTest(domain=domain):
+                with self.assertRaises(DomainError):
+                    self.create_scenario(domain=domain)
+
+    @with_transaction()
+    def test_scenario_draft_record_count(self):
+        "Test draft scenario counts the records matching the domain"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Party.create([{'name': "Ann"}, {'name': "Anna"}, {'name': "Bob"}])
+        scenario = self.create_scenario(domain='[["name", "like", "Ann%"]]')
+        self.assertEqual(scenario.record_count, 2)
+        self.assertEqual(scenario.block_rate, 0)
+
+    @with_transaction()
+    def test_activity_condition(self):
+        "Test activity condition must be PYSON"
+        scenario = self.create_scenario()
+        activity = self.create_activity(
+            scenario, condition='{"__class__": "Eval", "v": "self.name", '
+            '"d": ""}')
+        self.assertTrue(activity.condition)
+        with self.assertRaises(ConditionError):
+            self.create_activity(scenario, condition='{"__class__": ')
+
+    @with_transaction()
+    def test_activity_template_syntax(self):
+        "Test Genshi syntax errors are refused in title and template"
+        scenario = self.create_scenario()
+        for values in [
+                self.email_values(email_title="Hello ${record.name"),
+                self.email_values(email_template='<html><body><p></body>'),
+                self.email_values(
+                    email_template='<html xmlns:py="http://genshi.edgewall'
+                    '.org/"><body py:for="">x</body></html>'),
+                ]:
+            with self.subTest(values=values):
+                with self.assertRaises(TemplateError):
+                    self.create_activity(scenario, **values)
+
+    @with_transaction()
+    def test_activity_template_sandbox(self):
+        "Test sandbox violations are refused in title and template"
+        scenario = self.create_scenario()
+        for values in [
+                self.email_values(
+                    email_title="${record.__class__.__subclasses__()}"),
+                self.email_values(
+                    email_template='<html><body>'
+                    '${().__class__.__bases__[0].__subclasses__()}'
+                    '</body></html>'),
+                self.email_values(
+                    email_template='<html xmlns:xi="http://www.w3.org/2001/'
+                    'XInclude"><body><xi:include href="/etc/passwd" '
+                    'parse="text"/></body></html>'),
+                ]:
+            with self.subTest(values=values):
+                with self.assertRaises(TemplateError):
+                    self.create_activity(scenario, **values)
+
+    @with_transaction()
+    def test_activity_event_parent(self):
+        "Test events are only allowed under an e-mail activity"
+        scenario = self.create_scenario()
+        with self.assertRaises(EventError):
+            self.create_activity(scenario, on='email_opened')
+        parent = self.create_activity(scenario)
+        with self.assertRaises(EventError):
+            self.create_activity(parent, on='email_clicked')
+        mail = self.create_activity(scenario, **self.email_values())
+        child = self.create_activity(mail, on='email_clicked')
+        self.assertEqual(
+            (child.event, bool(child.negative)), ('email_clicked', False))
+        self.assertEqual(child.parent_action, 'send_email')
+        self.assertEqual(child.scenario, scenario)
+
+    @with_transaction()
+    def test_activity_negative_delay(self):
+        "Test a negative event needs a delay"
+        scenario = self.create_scenario()
+        mail = self.create_activity(scenario, **self.email_values())
+        # The client also sees the delay as required
+        with self.assertRaises(ValidationError):
+            self.create_activity(mail, on='email_opened_not')
+        child = self.create_activity(
+            mail, on='email_opened_not', delay=dt.timedelta(days=1))
+        self.assertEqual(child.on, 'email_opened_not')
+
+    @with_transaction()
+    def test_activity_delay_positive(self):
+        "Test the delay cannot be negative"
+        scenario = self.create_scenario()
+        with self.assertRaises(ValidationError):
+            self.create_activity(scenario, delay=dt.timedelta(hours=-1))
+
+    @with_transaction()
+    def test_activity_parent_other_scenario(self):
+        "Test an activity cannot move under another scenario"
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        scenario1 = self.create_scenario()
+        scenario2 = self.create_scenario()
+        activity = self.create_activity(scenario1)
+        other = self.create_activity(scenario2)
+        with self.assertRaises(ParentError):
+            Activity.write([activity], {'parent': str(other)})
+        with self.assertRaises(ParentError):
+            Activity.write([activity], {'parent': str(scenario2)})
+
+    @with_transaction()
+    def test_delete_scenario_deletes_activities(self):
+        "Test deleting a scenario deletes its activities"
+        pool = Pool()
+        Scenario = pool.get('marketing.automation.scenario')
+        Activity = pool.get('marketing.automation.activity')
+        scenario = self.create_scenario()
+        root = self.create_activity(scenario, **self.email_values())
+        self.create_activity(root, on='email_opened')
+        self.assertEqual(Activity.search([], count=True), 2)
+        Scenario.delete([scenario])
+        self.assertEqual(Activity.search([], count=True), 0)
+
+    @with_transaction()
+    def test_delete_activity_deletes_children(self):
+        "Test deleting an activity deletes its descendants"
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        scenario = self.create_scenario()
+        root = self.create_activity(scenario, **self.email_values())
+        child = self.create_activity(root, on='email_opened')
+        self.create_activity(child)
+        Activity.delete([root])
+        self.assertEqual(Activity.search([], count=True), 0)
+
+    @with_transaction()
+    def test_enrolment(self):
+        "Test enrolment is done once and skips unsubscribed parties"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Scenario = pool.get('marketing.automation.scenario')
+        Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Unsubscribed = pool.get(
+            'party.party-unsubscribed-marketing.automation.scenario')
+        parties = Party.create([{'name': "P%s" % i} for i in range(25)])
+        scenario = self.create_scenario(domain='[["name", "like", "P%"]]')
+        root = self.create_activity(
+            scenario, **self.email_values(delay=dt.timedelta(hours=1)))
+        Unsubscribed.create([{'party': parties[0].id, 'scenario': scenario}])
+        Scenario.run([scenario])
+
+        # Small batches exercise the loop
+        scenario.enrol(batch_size=7)
+        scenario.enrol(batch_size=7)
+        Scenario.trigger()
+
+        records = Record.search([])
+        self.assertEqual(len(records), 24)
+        self.assertNotIn(parties[0], [r.record for r in records])
+        self.assertEqual(len({r.uuid for r in records}), 24)
+        self.assertTrue(all(len(r.uuid) == 32 for r in records))
+        record_activities = RecordActivity.search([])
+        self.assertEqual(len(record_activities), 24)
+        self.assertEqual(
+            {(r.activity, r.state) for r in record_activities},
+            {(root, 'waiting')})
+        self.assertTrue(all(
+                r.at > dt.datetime.now() + dt.timedelta(minutes=59)
+                for r in record_activities))
+
+    @with_transaction()
+    def test_trigger_skips_failing_scenario(self):
+        "Test a scenario failing at run time does not stop the others"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Scenario = pool.get('marketing.automation.scenario')
+        Record = pool.get('marketing.automation.record')
+        Party.create([{'name': "Ann"}])
+        broken = self.create_scenario()
+        working = self.create_scenario()
+        Scenario.run([broken, working])
+        # Bypass the validation as a domain may break after an upgrade
+        table = Scenario.__table__()
+        Transaction().connection.cursor().execute(*table.update(
+                [table.domain], ['[["no_such_field", "=", 1]]'],
+                where=table.id == broken.id))
+        Scenario.trigger()
+        self.assertEqual(Record.search([], count=True), 1)
+        self.assertEqual(Record.search([])[0].scenario, working)
 
 
 del ModuleTestCase
