@@ -372,7 +372,7 @@ class Activity(ModelSQL, ModelView):
             ids = [a.id for a in sub_activities]
             cursor.execute(*record_activity.select(
                     record_activity.activity,
-                    Count(Literal('*')),
+                    Count(record_activity.id),
                     Sum(Case(
                             (record_activity.email_opened == Literal(True), 1),
                             else_=0)),
@@ -413,7 +413,7 @@ class Activity(ModelSQL, ModelView):
             'email_click_through_rate_trend': lambda c, o, k: rate(k, o),
             }
         aggregates = [
-            Count(Literal('*')),
+            Count(record_activity.id),
             Sum(Case(
                     (record_activity.email_opened == Literal(True), 1),
                     else_=0)),

@@ -113,7 +113,7 @@ class ScenarioReporting(_Reporting):
         Record = pool.get('marketing.automation.record')
         record = Record.__table__()
         date = cls._period_date(record.create_date)
-        count = Count(Literal('*'))
+        count = Count(record.id)
         blocked = _count_true(record.blocked)
         return record.select(
             Min(record.id).as_('id'),
@@ -125,7 +125,7 @@ class ScenarioReporting(_Reporting):
                 cls._ratio(cls.block_rate.sql_cast(blocked), count)
                 ).as_('block_rate'),
             where=cls._period_where(record.create_date),
-            group_by=[record.scenario, date])
+            group_by=[record.scenario, date.as_('date')])
 
 
 class ActivityReporting(_Reporting):
@@ -149,7 +149,7 @@ class ActivityReporting(_Reporting):
         RecordActivity = pool.get('marketing.automation.record.activity')
         table = RecordActivity.__table__()
         date = cls._period_date(table.at)
-        count = Count(Literal('*'))
+        count = Count(table.id)
         opened = _count_true(table.email_opened)
         clicked = _count_true(table.email_clicked)
         ratio = cls._ratio
@@ -169,4 +169,4 @@ class ActivityReporting(_Reporting):
                 'email_click_through_rate'),
             where=(table.state == 'done') & (table.at != Null)
             & cls._period_where(table.at),
-            group_by=[table.activity, date])
+            group_by=[table.activity, date.as_('date')])

@@ -16,10 +16,10 @@ import binascii
 import functools
 import os
 import re
-import string
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from genshi.template import MarkupTemplate
+from werkzeug.urls import iri_to_uri
 
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import (
@@ -34,8 +34,6 @@ from . import links
 MAX_REQUEST_SIZE = 16 * 1024
 MAX_DATABASE_SEGMENT = 344  # 256 bytes in base64
 _DATABASE_SEGMENT = re.compile(r'[A-Za-z0-9_-]+={0,2}')
-# Every printable ASCII character is kept as is in a Location header
-_LOCATION_SAFE = ''.join(chr(c) for c in range(0x21, 0x7f))
 ONE_CLICK = 'One-Click'
 
 _NO_STORE = {
@@ -75,8 +73,14 @@ def decode_database(segment):
 
 
 def location(url):
-    "Return url for a Location header: non-ASCII and blanks percent-encoded"
-    return quote(url, safe=_LOCATION_SAFE)
+    """Return url as werkzeug sends it in a Location header or None
+
+    werkzeug turns the IRI into a URI (punycode host, non-ASCII and unsafe
+    characters percent-encoded, the rest kept); None tells it cannot."""
+    try:
+        return iri_to_uri(url)
+    except ValueError:
+        return None
 
 
 def is_web_url(url):
@@ -178,7 +182,8 @@ def email_clicked(request, pool, token):
     "A tracked link: redirect to the signed URL, the event only on GET"
     url = request.args.get('u')
     signature = request.args.get('s')
-    if not (links.is_token(token) and url and signature):
+    if not (links.is_token(token) and url and signature
+            and location(url)):
         abort(HTTPStatus.NOT_FOUND)
     if request.method == 'GET':
         found = _email_clicked(request, pool, token, url, signature)
@@ -229,7 +234,8 @@ def unsubscribe(request, pool):
         # Read the body before the transaction: a too large one is refused
         one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
         next_url = None if one_click else request.args.get('next')
-        if next_url is not None and not is_web_url(next_url):
+        if next_url is not None and not (
+                is_web_url(next_url) and location(next_url)):
             next_url = None
         return _unsubscribe(request, pool, token, one_click, next_url)
     return _unsubscribe_confirm(request, pool, token)
@@ -259,11 +265,7 @@ def _unsubscribe(request, pool, token, one_click, next_url):
     Record = pool.get('marketing.automation.record')
     record = _record(pool, token)
     Record.unsubscribe([record])
-    if one_click:
-        return Response(
-            gettext('marketing_automation.msg_unsubscribed') + '\n',
-            content_type='text/plain; charset=utf-8', headers=_NO_STORE)
-    if next_url and (
+    if not one_click and next_url and (
             links.is_same_site(next_url, links.automation_base())
             or record.is_known_url(next_url)):
         response = redirect(location(next_url), code=HTTPStatus.SEE_OTHER)
@@ -271,6 +273,10 @@ def _unsubscribe(request, pool, token, one_click, next_url):
         return response
     with Transaction().set_context(
             language=_language(pool, request, record)):
+        if one_click:
+            return Response(
+                gettext('marketing_automation.msg_unsubscribed') + '\n',
+                content_type='text/plain; charset=utf-8', headers=_NO_STORE)
         return _page(
             gettext('marketing_automation.msg_unsubscribed_title'),
             gettext('marketing_automation.msg_unsubscribed'))

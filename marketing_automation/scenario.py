@@ -3,7 +3,7 @@
 import logging
 from collections import defaultdict
 
-from sql import Conflict, Literal
+from sql import Cast, Conflict, Literal
 from sql.aggregate import Count, Max, Sum
 from sql.conditionals import Case
 from sql.functions import CurrentTimestamp, Function, Lower
@@ -50,8 +50,7 @@ def sql_token():
     "Return an SQL expression of a fresh 128-bit random token in hexadecimal"
     if backend.name == 'sqlite':
         return Lower(_Hex(_RandomBlob(16)))
-    return _Replace(
-        fields.Char('').sql_cast(_GenRandomUUID()), '-', '')
+    return _Replace(Cast(_GenRandomUUID(), 'VARCHAR'), '-', '')
 
 
 class Scenario(Workflow, ModelSQL, ModelView):
@@ -179,7 +178,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
             ids = [s.id for s in sub_scenarios]
             cursor.execute(*record.select(
                     record.scenario,
-                    Count(Literal('*')),
+                    Count(record.id),
                     Sum(Case((record.blocked == Literal(True), 1), else_=0)),
                     where=fields.SQL_OPERATORS['in'](record.scenario, ids),
                     group_by=record.scenario))
@@ -221,7 +220,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
         record = Record.__table__()
         return daily_trend(
             record, record.scenario, record.create_date,
-            [Count(Literal('*')),
+            [Count(record.id),
                 Sum(Case((record.blocked == Literal(True), 1), else_=0))],
             lambda count, blocked: rate(blocked, count),
             [s.id for s in scenarios])

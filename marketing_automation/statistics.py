@@ -35,10 +35,11 @@ def daily_trend(table, key, date, aggregates, compute, ids, where=None):
         condition = fields.SQL_OPERATORS['in'](key, sub_ids) & (date >= start)
         if where is not None:
             condition &= where
+        # Grouping by the alias, as the expression holds a parameter
         cursor.execute(*table.select(
-                key, day, *aggregates,
+                key, day.as_('day'), *aggregates,
                 where=condition,
-                group_by=[key, day]))
+                group_by=[key, day.as_('day')]))
         for key_id, day_value, *row in cursor:
             # SQLite returns text, PostgreSQL a datetime
             values[key_id][str(day_value)[:10]] = compute(*row)
