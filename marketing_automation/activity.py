@@ -10,13 +10,13 @@ from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 
 import trytond.config as config
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
 from trytond.model import (
     EvalEnvironment, ModelAccessProxy, ModelSQL, ModelView, fields)
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, PYSONDecoder
 from trytond.report import Report
-from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.tools.email_ import format_address
 from trytond.transaction import Transaction
@@ -339,7 +339,8 @@ class Activity(ModelSQL, ModelView):
                     check(text)
                 except message.TemplateError as exception:
                     raise TemplateError(gettext(
-                            'marketing_automation.msg_activity_invalid_template',
+                            'marketing_automation'
+                            '.msg_activity_invalid_template',
                             activity=activity.rec_name,
                             field=cls.__names__(field)['field'],
                             error=exception)) from exception

@@ -1,20 +1,21 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 import datetime as dt
+import html
 import logging
 from collections import defaultdict
+from urllib.parse import quote
 
 from sql import Conflict, Literal, Null
 from sql.functions import CurrentTimestamp
 from sql.operators import Exists
 
 import trytond.config as config
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
-from trytond.model import (
-    Index, ModelSQL, ModelView, Unique, Workflow, fields)
+from trytond.model import Index, ModelSQL, ModelView, Unique, Workflow, fields
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval
-from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
@@ -27,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 def _config_int(name, default):
     return config.getint('marketing', name, default=default)
+
+
+def schedule_time():
+    "Return now as stored by a DateTime field, so it is due at once"
+    # PostgreSQL rounds the microseconds of timestamp(0) up or down
+    return dt.datetime.now().replace(microsecond=0)
 
 
 class Record(ModelSQL, ModelView):
@@ -155,13 +162,19 @@ class Record(ModelSQL, ModelView):
         "Tell if the URL appeared in an e-mail sent to this record"
         pool = Pool()
         Email = pool.get('ir.email')
-        return bool(Email.search([
+        if not url:
+            return False
+        # Links are stored rewritten: the URL is quoted in their query
+        quoted = quote(url, safe='')
+        candidates = {
+            url, html.escape(url, quote=True),
+            quoted, html.escape(quoted, quote=True)}
+        return any(
+            candidate in (email.body or '')
+            for email in Email.search([
                     ('marketing_automation_record', '=', self.id),
-                    ('body', 'like', '%' + url.replace('&', '&amp;') + '%'),
-                    ], limit=1)) or bool(Email.search([
-                    ('marketing_automation_record', '=', self.id),
-                    ('body', 'like', '%' + url + '%'),
-                    ], limit=1))
+                    ])
+            for candidate in candidates)
 
 
 class RecordActivity(Workflow, ModelSQL, ModelView):
@@ -318,7 +331,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         cursor = transaction.connection.cursor()
         table = cls.__table__()
         record = Record.__table__()
-        now = dt.datetime.now()
+        now = schedule_time()
         for activity in scenario.activities:
             at = now + (activity.delay or dt.timedelta())
             cursor.execute(*table.insert(
@@ -356,7 +369,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         transaction = Transaction()
         cursor = transaction.connection.cursor()
         table = cls.__table__()
-        now = dt.datetime.now()
+        now = schedule_time()
         by_activity = defaultdict(list)
         for record_activity in record_activities:
             by_activity[record_activity.activity].append(
@@ -410,7 +423,8 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
             table = cls.__table__()
             cursor = Transaction().connection.cursor()
             child_ids = []
-            for sub_ids in grouped_slice([r.record.id for r in done], MAX_QUERY_PARAMS):
+            record_ids = [r.record.id for r in done]
+            for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.select(
                         table.id,
                         where=fields.SQL_OPERATORS['in'](table.record, sub_ids)
@@ -445,7 +459,8 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         table = cls.__table__()
         now = dt.datetime.now()
         ids = []
-        for sub_ids in grouped_slice([r.id for r in record_activities], MAX_QUERY_PARAMS):
+        all_ids = [r.id for r in record_activities]
+        for sub_ids in grouped_slice(all_ids, MAX_QUERY_PARAMS):
             query = table.select(
                 table.id,
                 where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
@@ -570,7 +585,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         retry_delay = _config_int('automation_retry_delay', 300)
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
-        now = dt.datetime.now()
+        now = schedule_time()
         record_activities = cls.browse(sorted(failures))
         for record_activity in record_activities:
             # Only what was sent is archived
@@ -612,7 +627,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     @Workflow.transition('waiting')
     def retry(cls, record_activities):
         cls.write(record_activities, {
-                'at': dt.datetime.now(),
+                'at': schedule_time(),
                 'tries': 0,
                 })
 
@@ -633,7 +648,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     def _fire(cls, record_activities, events):
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
-        now = dt.datetime.now()
+        now = schedule_time()
         record_activities = [r for r in record_activities
             if r.state == 'done' and r.activity.action == 'send_email']
         for event in events:

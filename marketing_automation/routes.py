@@ -23,13 +23,15 @@ from werkzeug.urls import iri_to_uri
 
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import (
-    HTTPStatus, Response, abort, redirect, set_max_request_size, with_pool,
-    with_transaction)
+    HTTPStatus, Response, abort, allow_null_origin, redirect,
+    set_max_request_size, with_pool, with_transaction)
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import links
 
+# The routes allow the "null" origin: browsers send it with the form of a
+# page whose referrer policy is no-referrer, and so may mail clients.
 # Nothing more than a small form is ever posted to these routes
 MAX_REQUEST_SIZE = 16 * 1024
 MAX_DATABASE_SEGMENT = 344  # 256 bytes in base64
@@ -98,6 +100,12 @@ def is_web_url(url):
         return False
 
 
+def single(args, key):
+    "Return the value of the parameter given once or None"
+    values = args.getlist(key)
+    return values[0] if len(values) == 1 else None
+
+
 def with_database(func):
     """Decode the database segment of the URL and give the pool
 
@@ -141,16 +149,36 @@ def _language(pool, request, record):
     party = record.marketing_party()
     if party and party.lang and party.lang.code in languages:
         return party.lang.code
-    best = request.accept_languages.best_match(
-        [c.replace('_', '-') for c in languages])
-    if best:
-        return best.replace('-', '_')
-    return Transaction().language
+    return (accepted_language(request.accept_languages, languages)
+        or Transaction().language)
+
+
+def accepted_language(accept_languages, codes):
+    """Return the code the browser prefers or None
+
+    A value also accepts the codes of its primary language ("fr-CA" accepts
+    "fr") and a primary language its regional variants ("fr" accepts
+    "fr_CA")."""
+    tags = {c.replace('_', '-').lower(): c for c in codes}
+    for value, quality in accept_languages:
+        value = value.replace('_', '-').lower()
+        if quality <= 0 or value == '*':
+            continue
+        if value in tags:
+            return tags[value]
+        primary = value.split('-', 1)[0]
+        if primary in tags:
+            return tags[primary]
+        for tag, code in sorted(tags.items()):
+            if tag.split('-', 1)[0] == primary:
+                return code
+    return None
 
 
 # Routes
 
 @app.route('/m/empty.gif', methods=['GET'])
+@allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
 def empty_gif(request):
     "The transparent GIF of the e-mails sent by earlier versions"
@@ -158,6 +186,7 @@ def empty_gif(request):
 
 
 @app.route('/m/<database>/o/<token>.gif', methods=['GET'])
+@allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
 @with_database
 def email_opened(request, pool, token):
@@ -176,12 +205,13 @@ def _email_opened(request, pool, token):
 
 
 @app.route('/m/<database>/c/<token>', methods=['GET'])
+@allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
 @with_database
 def email_clicked(request, pool, token):
     "A tracked link: redirect to the signed URL, the event only on GET"
-    url = request.args.get('u')
-    signature = request.args.get('s')
+    url = single(request.args, 'u')
+    signature = single(request.args, 's')
     if not (links.is_token(token) and url and signature
             and location(url)):
         abort(HTTPStatus.NOT_FOUND)
@@ -221,19 +251,20 @@ def _check_click(request, pool, token, url, signature):
 
 
 @app.route('/m/<database>/unsubscribe', methods=['GET', 'POST'])
+@allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
 @with_database
 def unsubscribe(request, pool):
     """Confirm (GET) and unsubscribe (POST) a record
 
     The one-click POST of RFC 8058 answers without redirect."""
-    token = request.args.get('r')
+    token = single(request.args, 'r')
     if not links.is_token(token):
         abort(HTTPStatus.NOT_FOUND)
     if request.method == 'POST':
         # Read the body before the transaction: a too large one is refused
         one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
-        next_url = None if one_click else request.args.get('next')
+        next_url = None if one_click else single(request.args, 'next')
         if next_url is not None and not (
                 is_web_url(next_url) and location(next_url)):
             next_url = None

@@ -11,11 +11,11 @@ from sql.operators import Concat, Exists
 
 import trytond.config as config
 from trytond import backend
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Workflow, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, PYSONDecoder
-from trytond.backend import MAX_QUERY_PARAMS
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
@@ -326,4 +326,3 @@ class Scenario(Workflow, ModelSQL, ModelView):
                     on_conflict=on_conflict))
             RecordActivity.schedule_roots(self, watermark or 0)
             last_id = upper_id
-

@@ -5,8 +5,8 @@ from collections import defaultdict
 
 from sql.functions import DateTrunc
 
-from trytond.model import fields
 from trytond.backend import MAX_QUERY_PARAMS
+from trytond.model import fields
 from trytond.tools import grouped_slice
 from trytond.tools.chart import sparkline
 from trytond.transaction import Transaction

@@ -2,14 +2,12 @@
 # this repository contains the full copyright notices and license terms.
 import datetime as dt
 
+from marketing_automation.exceptions import (
+    ConditionError, DomainError, EventError, ParentError, TemplateError)
 from trytond.model.exceptions import ValidationError
 from trytond.pool import Pool
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction
-
-from marketing_automation.exceptions import (
-    ConditionError, DomainError, EventError, ParentError,
-    TemplateError)
 
 HTML = '<html><body><p>${record.name}</p></body></html>'
 
