@@ -243,5 +243,165 @@ class MarketingAutomationTestCase(ModuleTestCase):
         self.assertEqual(Record.search([], count=True), 1)
         self.assertEqual(Record.search([])[0].scenario, working)
 
+    def enrol_one(self, scenario):
+        "Enrol a new party in the running scenario and return its record"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Scenario = pool.get('marketing.automation.scenario')
+        Record = pool.get('marketing.automation.record')
+        party, = Party.create([{'name': "Enrolled"}])
+        if scenario.state != 'running':
+            Scenario.run([scenario])
+        scenario.enrol()
+        record, = Record.search([
+                ('scenario', '=', scenario.id),
+                ('record', '=', str(party)),
+                ])
+        return record
+
+    def record_activities(self, record):
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        return {
+            r.activity.name: r for r in RecordActivity.search([
+                    ('record', '=', record.id)])}
+
+    @with_transaction()
+    def test_process_stopped_and_blocked(self):
+        "Test stopped scenarios and blocked records run nothing"
+        pool = Pool()
+        Scenario = pool.get('marketing.automation.scenario')
+        Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
+        self.create_activity(scenario, name="Root")
+        record = self.enrol_one(scenario)
+        root = self.record_activities(record)['Root']
+
+        Scenario.stop([scenario])
+        RecordActivity.process([root])
+        self.assertEqual(RecordActivity(root.id).state, 'waiting')
+
+        Scenario.draft([scenario])
+        Scenario.run([scenario])
+        Record.block([record])
+        RecordActivity.process([root])
+        self.assertEqual(RecordActivity(root.id).state, 'waiting')
+
+        Record.write([record], {'blocked': False})
+        RecordActivity.process([root])
+        self.assertEqual(RecordActivity(root.id).state, 'done')
+        # Acted on once only
+        RecordActivity.process([root])
+        self.assertEqual(RecordActivity(root.id).state, 'done')
+
+    @with_transaction()
+    def test_process_condition_and_children(self):
+        "Test a false condition skips the action and children run at once"
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
+        root = self.create_activity(
+            scenario, name="Root",
+            condition='{"__class__": "Equal", '
+            '"s1": {"__class__": "Eval", "v": "self.name", "d": ""}, '
+            '"s2": "Nobody"}')
+        self.create_activity(root, name="Now")
+        self.create_activity(root, name="Later", delay=dt.timedelta(days=3))
+        record = self.enrol_one(scenario)
+
+        RecordActivity.process([self.record_activities(record)['Root']])
+        activities = self.record_activities(record)
+        self.assertEqual(activities['Root'].state, 'done')
+        self.assertEqual(
+            activities['Root'].note,
+            'The record does not match the condition.')
+        self.assertEqual(activities['Now'].state, 'done')
+        self.assertEqual(activities['Later'].state, 'waiting')
+        self.assertGreater(
+            activities['Later'].at, dt.datetime.now() + dt.timedelta(days=2))
+
+    @with_transaction()
+    def test_process_record_gone(self):
+        "Test a deleted record is done without acting"
+        pool = Pool()
+        Party = pool.get('party.party')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
+        self.create_activity(scenario, name="Root", **self.email_values())
+        record = self.enrol_one(scenario)
+        Party.delete([record.record])
+        RecordActivity.process([self.record_activities(record)['Root']])
+        root = self.record_activities(record)['Root']
+        self.assertEqual(root.state, 'done')
+        self.assertEqual(root.note, 'The record does not exist any more.')
+
+    @with_transaction()
+    def test_events(self):
+        "Test events schedule positive children once and cancel negatives"
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
+        mail = self.create_activity(
+            scenario, name="Mail", **self.email_values())
+        self.create_activity(
+            mail, name="Opened", on='email_opened', delay=dt.timedelta(days=1))
+        self.create_activity(
+            mail, name="Not Opened", on='email_opened_not',
+            delay=dt.timedelta(days=2))
+        self.create_activity(mail, name="Clicked", on='email_clicked')
+        self.create_activity(
+            mail, name="Not Clicked", on='email_clicked_not',
+            delay=dt.timedelta(days=2))
+        record = self.enrol_one(scenario)
+        root = self.record_activities(record)['Mail']
+        # Done as if sent, to test the events alone
+        RecordActivity.write([root], {'state': 'done'})
+        RecordActivity.schedule_children([root])
+        activities = self.record_activities(record)
+        self.assertIsNone(activities['Opened'].at)
+        self.assertIsNone(activities['Clicked'].at)
+        self.assertIsNotNone(activities['Not Opened'].at)
+
+        RecordActivity.on_email_opened([root])
+        activities = self.record_activities(record)
+        opened_at = activities['Opened'].at
+        self.assertGreater(opened_at, dt.datetime.now())
+        self.assertEqual(activities['Not Opened'].state, 'cancelled')
+        self.assertEqual(activities['Not Clicked'].state, 'waiting')
+        self.assertIsNone(activities['Clicked'].at)
+
+        # A click also counts as an open; repeated events change nothing
+        RecordActivity.write([activities['Opened']], {'at': None})
+        RecordActivity.on_email_clicked([RecordActivity(root.id)])
+        RecordActivity.on_email_clicked([RecordActivity(root.id)])
+        RecordActivity.on_email_opened([RecordActivity(root.id)])
+        activities = self.record_activities(record)
+        root = activities['Mail']
+        self.assertTrue(root.email_opened)
+        self.assertTrue(root.email_clicked)
+        self.assertIsNone(activities['Opened'].at)
+        self.assertIsNotNone(activities['Clicked'].at)
+        self.assertEqual(activities['Not Clicked'].state, 'cancelled')
+
+    @with_transaction()
+    def test_unsubscribe(self):
+        "Test unsubscribing blocks and keeps the party out if allowed"
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        Scenario = pool.get('marketing.automation.scenario')
+        scenario = self.create_scenario(
+            domain='[["name", "=", "Enrolled"]]', unsubscribable=True)
+        record = self.enrol_one(scenario)
+        Record.unsubscribe([record])
+        Record.unsubscribe([record])
+        self.assertTrue(record.blocked)
+        party = record.record
+        self.assertEqual(
+            list(party.marketing_scenario_unsubscribed), [scenario])
+        Record.delete([record])
+        Scenario.trigger()
+        self.assertEqual(Record.search([], count=True), 0)
+
 
 del ModuleTestCase
