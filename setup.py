@@ -48,6 +48,7 @@ extras_require['test'] = [
         for dep in info['extras_depend']),
     'pytest',
     'aiosmtpd',
+    'selenium',
     'flake8',
     'isort',
     ]

@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from urllib.parse import quote, urlsplit
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, quote, urlsplit
 
 import trytond.config as config
 from trytond.url import http_base
@@ -144,3 +145,31 @@ def is_same_site(url, base):
         return origin is not None and origin == _origin(base)
     except ValueError:
         return False
+
+
+class _HrefParser(HTMLParser):
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.hrefs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == 'a':
+            self.hrefs.extend(v for k, v in attrs if k == 'href' and v)
+
+
+def linked_urls(html):
+    "Return the destinations of the links of an e-mail body"
+    parser = _HrefParser()
+    parser.feed(html or '')
+    parser.close()
+    urls = set()
+    for href in parser.hrefs:
+        urls.add(href)
+        parts = urlsplit(href)
+        # The destinations of our own links are in their query
+        if '/m/' in parts.path:
+            query = parse_qs(parts.query)
+            for key in ('u', 'next'):
+                urls.update(query.get(key, []))
+    return urls

@@ -1,10 +1,8 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 import datetime as dt
-import html
 import logging
 from collections import defaultdict
-from urllib.parse import quote
 
 from sql import Conflict, Literal, Null
 from sql.functions import CurrentTimestamp
@@ -19,6 +17,7 @@ from trytond.pyson import Bool, Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
+from . import links
 from .links import new_token
 from .mixin import marketing_models
 from .scenario import sql_token
@@ -159,22 +158,16 @@ class Record(ModelSQL, ModelView):
         return records[0] if records else None
 
     def is_known_url(self, url):
-        "Tell if the URL appeared in an e-mail sent to this record"
+        "Tell if the URL is the destination of a link sent to this record"
         pool = Pool()
         Email = pool.get('ir.email')
         if not url:
             return False
-        # Links are stored rewritten: the URL is quoted in their query
-        quoted = quote(url, safe='')
-        candidates = {
-            url, html.escape(url, quote=True),
-            quoted, html.escape(quoted, quote=True)}
         return any(
-            candidate in (email.body or '')
+            url in links.linked_urls(email.body)
             for email in Email.search([
                     ('marketing_automation_record', '=', self.id),
-                    ])
-            for candidate in candidates)
+                    ]))
 
 
 class RecordActivity(Workflow, ModelSQL, ModelView):

@@ -1,0 +1,324 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""The public routes as recipients use them: a real trytond server, a real
+e-mail sent by the engine through SMTP, a plain HTTP client and a headless
+browser.
+
+The database is an SQLite file; on another backend the test is skipped."""
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+
+from marketing_automation.testing import SMTPSink, free_port
+
+DATABASE = 'routes_server'
+BIN = os.path.dirname(sys.executable)
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+CHROMEDRIVER = shutil.which('chromedriver')
+SHOP_URL = 'https://shop.example/offer?a=1&b=é#top'
+TEMPLATE = (
+    '<html><body><p>Hello ${record.name}</p>'
+    '<a href="https://shop.example/offer?a=1&amp;b=é#top">Offer</a> '
+    '<a href="unsubscribe">Unsubscribe</a></body></html>')
+TIMEOUT = 60
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get('TRYTOND_DATABASE_URI', 'sqlite://').startswith(
+        'sqlite'),
+    reason="the real server test runs on an SQLite database file only")
+
+# Run in a separate process with the server's configuration
+SETUP = '''
+import sys
+import trytond.config as config
+config.update_etc(sys.argv[1])
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+database = sys.argv[2]
+Pool.start()
+pool = Pool(database)
+with Transaction().start(database, 0, readonly=True):
+    pool.init()
+with Transaction().start(database, 0):
+    Party = pool.get('party.party')
+    Scenario = pool.get('marketing.automation.scenario')
+    Activity = pool.get('marketing.automation.activity')
+    Party.create([{
+            'name': name,
+            'contact_mechanisms': [('create', [{
+                            'type': 'email',
+                            'value': '%s@example.com' % name.lower(),
+                            }])],
+            } for name in ['Ann', 'Bob']])
+    scenario, = Scenario.create([{
+            'name': "Welcome", 'model': 'party.party',
+            'unsubscribable': True,
+            }])
+    email, = Activity.create([{
+            'name': "Welcome e-mail", 'parent': str(scenario),
+            'action': 'send_email', 'email_title': "Hello ${record.name}",
+            'email_template': sys.argv[3],
+            }])
+    Activity.create([{
+            'name': "Opened", 'parent': str(email), 'event': 'email_opened',
+            'negative': False,
+            }])
+    Scenario.run([scenario])
+with Transaction().start(database, 0):
+    Scenario = pool.get('marketing.automation.scenario')
+    Scenario.trigger()
+with Transaction().start(database, 0):
+    RecordActivity = pool.get('marketing.automation.record.activity')
+    RecordActivity.process(RecordActivity.search([
+                ('state', '=', 'waiting'), ('at', '!=', None)]))
+'''
+
+
+class _Links(HTMLParser):
+
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.images = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == 'a':
+            self.hrefs.append(attrs.get('href'))
+        elif tag == 'img':
+            self.images.append(attrs.get('src'))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _run(args, env, **kwargs):
+    result = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=600,
+        **kwargs)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    "Start SMTP, create the database and start trytond; give the setting"
+    directory = tmp_path_factory.mktemp('server')
+    (directory / 'db').mkdir()
+    (directory / 'db' / (DATABASE + '.sqlite')).touch()
+    (directory / 'passfile').write_text('a-long-admin-password\n')
+    port = free_port()
+    base = 'http://127.0.0.1:%s' % port
+    sink = SMTPSink().start()
+    config = directory / 'trytond.conf'
+    config.write_text(textwrap.dedent(f'''\
+        [database]
+        uri = sqlite://
+        path = {directory / 'db'}
+        [web]
+        listen = 127.0.0.1:{port}
+        [email]
+        uri = {sink.uri}
+        from = shop@example.com
+        [marketing]
+        automation_base = {base}
+        '''))
+    env = {k: v for k, v in os.environ.items()
+        if not k.startswith('TRYTON') and k not in {'DB_NAME', 'DB_CACHE'}}
+    env['TRYTONPASSFILE'] = str(directory / 'passfile')
+    admin = [os.path.join(BIN, 'trytond-admin'), '-c', str(config),
+        '-d', DATABASE]
+    process = log = None
+    try:
+        _run(admin + ['--all', '--email', 'admin@example.com'], env)
+        _run(admin + ['-u', 'marketing_automation',
+                '--activate-dependencies'], env)
+        log = open(directory / 'trytond.log', 'w')
+        process = subprocess.Popen(
+            [os.path.join(BIN, 'trytond'), '-c', str(config),
+                '-d', DATABASE],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                urllib.request.urlopen(base + '/m/empty.gif', timeout=5)
+                break
+            except OSError:
+                if (time.monotonic() > deadline
+                        or process.poll() is not None):
+                    raise AssertionError(
+                        (directory / 'trytond.log').read_text())
+                time.sleep(0.2)
+        _run([sys.executable, '-c', SETUP, str(config), DATABASE, TEMPLATE],
+            env)
+        deadline = time.monotonic() + TIMEOUT
+        while len(sink.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        messages = {str(m['To']): m for m in sink.pop()}
+        yield {
+            'base': base,
+            'database': str(directory / 'db' / (DATABASE + '.sqlite')),
+            'messages': messages,
+            }
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if log is not None:
+            log.close()
+        sink.stop()
+
+
+def _query(server, sql, *args):
+    with sqlite3.connect(server['database']) as connection:
+        return connection.execute(sql, args).fetchall()
+
+
+def _state(server, address):
+    "Return the flags of the e-mail sent to the address and its record"
+    (opened, clicked, blocked, record, party), = _query(server,
+        'SELECT ra.email_opened, ra.email_clicked, r.blocked, r.id, p.id '
+        'FROM marketing_automation_record_activity AS ra '
+        'JOIN marketing_automation_record AS r ON ra.record = r.id '
+        'JOIN party_contact_mechanism AS c '
+        "ON r.record = 'party.party,' || c.party "
+        'JOIN party_party AS p ON p.id = c.party '
+        'JOIN marketing_automation_activity AS a ON ra.activity = a.id '
+        "WHERE c.value = ? AND a.action = 'send_email'", address)
+    unsubscribed = _query(server,
+        'SELECT COUNT(*) FROM '
+        '"party_party-unsubscribed-marketing_automation_scenario" '
+        'WHERE party = ?', party)[0][0]
+    return {
+        'opened': bool(opened), 'clicked': bool(clicked),
+        'blocked': bool(blocked), 'unsubscribed': bool(unsubscribed),
+        }
+
+
+def _links(message):
+    html = message.get_body(('html',)).get_content()
+    parser = _Links()
+    parser.feed(html)
+    return parser
+
+
+def _message(server, address):
+    for to, message in server['messages'].items():
+        if address in to:
+            return message
+    raise AssertionError("no message to %s in %s" % (
+            address, list(server['messages'])))
+
+
+def test_email_links(server):
+    "Test the pixel, a tracked link and one-click unsubscribe of a real mail"
+    address = 'ann@example.com'
+    message = _message(server, address)
+    links = _links(message)
+    base = server['base']
+    pixel, = [s for s in links.images if s.startswith(base)]
+    click, = [h for h in links.hrefs if '/c/' in h]
+    unsubscribe = message['List-Unsubscribe'].strip('<>')
+    assert message['List-Unsubscribe-Post'] == 'List-Unsubscribe=One-Click'
+    assert urlsplit(unsubscribe).path.endswith('/unsubscribe')
+    assert _state(server, address) == {
+        'opened': False, 'clicked': False, 'blocked': False,
+        'unsubscribed': False}
+
+    with urllib.request.urlopen(pixel, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers['Content-Type'] == 'image/gif'
+        assert response.headers['Cache-Control'] == 'no-store'
+        assert response.read().startswith(b'GIF89a')
+    assert _state(server, address)['opened']
+    assert not _state(server, address)['clicked']
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        opener.open(click, timeout=10)
+    assert info.value.code == 302
+    location = info.value.headers['Location']
+    assert location == 'https://shop.example/offer?a=1&b=%C3%A9#top'
+    assert _state(server, address)['clicked']
+
+    request = urllib.request.Request(
+        unsubscribe, data=b'List-Unsubscribe=One-Click', method='POST',
+        headers={'Content-Type': 'application/x-www-form-urlencoded'})
+    with opener.open(request, timeout=10) as response:
+        assert response.status == 200
+        assert 'Location' not in response.headers
+    assert _state(server, address) == {
+        'opened': True, 'clicked': True, 'blocked': True,
+        'unsubscribed': True}
+
+    # A tampered link is not found
+    with pytest.raises(urllib.error.HTTPError) as info:
+        opener.open(click.replace('offer', 'offers'), timeout=10)
+    assert info.value.code == 404
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+    reason="chromium and chromium-driver are not installed "
+    "(apt-get install chromium chromium-driver)")
+def test_unsubscribe_browser(server, tmp_path, monkeypatch):
+    "Test a recipient unsubscribes in a real browser"
+    # The browser and its driver are given: selenium needs no download
+    monkeypatch.setenv('SE_OFFLINE', 'true')
+    webdriver = pytest.importorskip('selenium.webdriver')
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    address = 'bob@example.com'
+    unsubscribe, = [h for h in _links(_message(server, address)).hrefs
+        if '/unsubscribe' in h]
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in [
+            '--headless', '--no-sandbox', '--disable-gpu',
+            '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update',
+            '--disable-sync', '--user-data-dir=%s' % (tmp_path / 'profile'),
+            ]:
+        options.add_argument(argument)
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.set_page_load_timeout(TIMEOUT)
+        driver.get(unsubscribe)
+        assert driver.title == "Unsubscribe"
+        assert not _state(server, address)['blocked']
+
+        driver.find_element(By.ID, 'confirm').click()
+
+        try:
+            WebDriverWait(driver, TIMEOUT).until(
+                expected_conditions.text_to_be_present_in_element(
+                    (By.ID, 'title'), "Unsubscribed"))
+        except Exception:
+            raise AssertionError("no confirmation at %s:\n%s" % (
+                    driver.current_url, driver.page_source))
+        assert "any more" in driver.find_element(By.ID, 'text').text
+        assert not driver.find_elements(By.ID, 'confirm')
+    finally:
+        driver.quit()
+    assert _state(server, address) == {
+        'opened': False, 'clicked': False, 'blocked': True,
+        'unsubscribed': True}
