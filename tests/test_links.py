@@ -315,3 +315,26 @@ def test_is_same_site_with_port():
     assert links.is_same_site('http://127.0.0.1/x', base) is False
     assert links.is_same_site(
         'http://example.com:80/', 'http://example.com') is True
+
+
+def test_linked_urls(set_base):
+    destination = 'https://shop.example/a?x=1&y=%C3%A9#top'
+    body = (
+        '<html><body>'
+        '<p>https://shop.example/in-text</p>'
+        '<a href="%s">tracked</a>'
+        '<a href="%s">unsubscribe</a>'
+        '<a href="mailto:shop@example.com">mail</a>'
+        '<a>no href</a>'
+        '</body></html>') % (
+        links.click_url('db', links.new_token(), destination, 'secret')
+        .replace('&', '&amp;'),
+        links.unsubscribe_url(
+            'db', links.new_token(), 'https://shop.example/bye'))
+    urls = links.linked_urls(body)
+    assert destination in urls
+    assert 'https://shop.example/bye' in urls
+    assert 'mailto:shop@example.com' in urls
+    assert 'https://shop.example/in-text' not in urls
+    assert 'https://shop.example/a' not in urls
+    assert links.linked_urls(None) == set()
