@@ -3,11 +3,12 @@
 import datetime as dt
 import logging
 from collections import defaultdict
-from email.utils import make_msgid
+from email.utils import getaddresses, make_msgid
 
 from sql import Literal
-from sql.aggregate import Count, Sum
+from sql.aggregate import Count, Max, Sum
 from sql.conditionals import Case
+from sql.functions import CurrentTimestamp
 
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
@@ -453,7 +454,6 @@ class Activity(ModelSQL, ModelView):
     def execute_send_email(self, record_activities):
         "Render and queue the e-mail of each record activity"
         pool = Pool()
-        Email = pool.get('ir.email')
         Configuration = pool.get('ir.configuration')
         transaction = Transaction()
         database_name = transaction.database.name
@@ -490,7 +490,9 @@ class Activity(ModelSQL, ModelView):
             try:
                 with transaction.set_context(language=language), \
                         transaction.set_user(author.id if author else 0):
-                    context = activity.email_context(target)
+                    # Read the record in the language of the e-mail
+                    context = activity.email_context(
+                        target.__class__(target.id))
                     title = message.render_title(
                         activity.email_title, context)
                     html = message.render_html(
@@ -515,12 +517,66 @@ class Activity(ModelSQL, ModelView):
                 unsubscribe_mailto=unsubscribe_mailto)
             msg['Message-ID'] = make_msgid(domain=host())
             datamanager.put_record_activity(record_activity.id, msg)
-            emails.append(Email.from_message(
-                    msg, body=html, resource=target,
-                    marketing_automation_activity=self,
-                    marketing_automation_record=record_activity.record))
-        Email.save(emails)
+            emails.append({
+                    'recipients': str(msg['To']),
+                    'addresses': [
+                        a for _, a in getaddresses([str(msg['To'])])],
+                    'subject': str(msg['Subject']),
+                    'message_id': str(msg['Message-ID']),
+                    'body': html,
+                    'resource': str(target),
+                    'marketing_automation_activity': self.id,
+                    'marketing_automation_record': record_activity.record.id,
+                    })
+        self._archive_emails(emails)
         return notes
+
+    @classmethod
+    def _archive_emails(cls, emails):
+        "Archive the messages as ir.email with their addresses"
+        # In SQL: the creation through the model reads and validates each
+        # e-mail back, which costs more than rendering it
+        pool = Pool()
+        Email = pool.get('ir.email')
+        Address = pool.get('ir.email.address')
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        email = Email.__table__()
+        address = Address.__table__()
+        user = transaction.user
+        names = ['recipients', 'subject', 'message_id', 'body', 'resource',
+            'marketing_automation_activity', 'marketing_automation_record']
+        columns = [getattr(email, n) for n in names] + [
+            email.create_uid, email.create_date]
+        returning = transaction.database.has_returning()
+        for sub in grouped_slice(emails, MAX_QUERY_PARAMS // len(columns)):
+            sub = list(sub)
+            rows = [[e[n] for n in names] + [user, CurrentTimestamp()]
+                for e in sub]
+            ids = {}
+            if returning:
+                cursor.execute(*email.insert(
+                        columns, rows,
+                        returning=[email.message_id, email.id]))
+                ids.update(cursor)
+            else:
+                # Writers are serialized (SQLite): the new rows are those
+                # after the last id
+                cursor.execute(*email.select(Max(email.id)))
+                last_id, = cursor.fetchone()
+                cursor.execute(*email.insert(columns, rows))
+                cursor.execute(*email.select(
+                        email.message_id, email.id,
+                        where=(email.id > (last_id or 0))))
+                ids.update(cursor)
+            addresses = [
+                [ids[e['message_id']], a, user, CurrentTimestamp()]
+                for e in sub for a in e['addresses']]
+            if addresses:
+                cursor.execute(*address.insert(
+                        [address.email, address.address, address.create_uid,
+                            address.create_date],
+                        addresses))
 
     def email_context(self, record):
         "Return the context to render the e-mail templates for the record"

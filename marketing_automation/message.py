@@ -10,7 +10,9 @@ lookup on top of it and refuse Python code blocks and includes.
 import functools
 import re
 import types
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, MIMEPart
+from email.policy import default as _default_policy
 from email.utils import getaddresses
 from html.parser import HTMLParser
 
@@ -38,6 +40,28 @@ _CACHE_SIZE = 128
 
 class TemplateError(Exception):
     "A template that cannot be compiled or rendered"
+
+
+class _HeaderRegistry(HeaderRegistry):
+    "HeaderRegistry reusing the header class it makes for each name"
+    # The standard registry creates a new class at each lookup, which is
+    # half of the time spent to build a message
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._classes = {}
+
+    def __getitem__(self, name):
+        name = name.lower()
+        try:
+            return self._classes[name]
+        except KeyError:
+            klass = self._classes[name] = super().__getitem__(name)
+            return klass
+
+
+# The default policy of the standard library with the faster registry
+_POLICY = _default_policy.clone(header_factory=_HeaderRegistry())
 
 
 def _check_attribute(obj, key):
@@ -319,7 +343,7 @@ def build_message(
         raise ValueError("missing sender address")
     if not unsubscribe_url:
         raise ValueError("missing unsubscribe URL")
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     if sender:
         set_from_header(msg, sender, from_addr)
     else:

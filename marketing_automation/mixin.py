@@ -21,15 +21,28 @@ class MarketingAutomationMixin:
         "Return the SQL column of table holding the party id"
         raise NotImplementedError
 
+    def _marketing_party(self):
+        "Return the party of the record as an instance or None"
+        # The Function field is read record by record, which costs more
+        # than the relation it follows
+        return self.marketing_party
+
     def get_marketing_language(self):
         "Return the language code to render e-mails for this record"
-        party = self.marketing_party
-        if party and getattr(party, 'lang', None):
+        party = self._marketing_party()
+        if not party:
+            return None
+        if getattr(party, 'lang', None):
             return party.lang.code
+        # Without a company in the context (as for crons) the language that
+        # is stored per company is not read
+        for value in getattr(party, 'langs', None) or []:
+            if value.lang:
+                return value.lang.code
 
     def get_marketing_email(self):
         "Return the (name, address) to send e-mails to, or None"
-        party = self.marketing_party
+        party = self._marketing_party()
         if not party:
             return None
         mechanism = party.contact_mechanism_get({'email'})

@@ -18,6 +18,9 @@ class Party(MarketingAutomationMixin, metaclass=PoolMeta):
     def get_marketing_party(self, name):
         return self.id
 
+    def _marketing_party(self):
+        return self
+
     @classmethod
     def marketing_party_column(cls, table):
         return table.id

@@ -2,7 +2,7 @@
 # this repository contains the full copyright notices and license terms.
 import datetime as dt
 import logging
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 
 from sql import Conflict, Literal, Null
 from sql.functions import CurrentTimestamp
@@ -20,13 +20,42 @@ from trytond.transaction import Transaction
 from . import links
 from .links import new_token
 from .mixin import marketing_models
-from .scenario import sql_token
+from .scenario import sql_now, sql_token
 
 logger = logging.getLogger(__name__)
 
 
 def _config_int(name, default):
     return config.getint('marketing', name, default=default)
+
+
+_Row = namedtuple('_Row', ['id', 'activity', 'record', 'target'])
+_Child = namedtuple('_Child', ['id', 'event', 'negative', 'delay'])
+
+
+def _reference(value):
+    "Return the (model, id) of a stored reference or None"
+    model, _, id_ = (value or '').partition(',')
+    try:
+        id_ = int(id_)
+    except ValueError:
+        return None
+    if not model or id_ < 0:
+        return None
+    return model, id_
+
+
+def _from_token(Model, token):
+    "Return the instance of Model with the uuid token or None"
+    # One indexed query: a public route runs it for every hit
+    if not token or not isinstance(token, str):
+        return None
+    table = Model.__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*table.select(
+            table.id, where=table.uuid == token, limit=1))
+    row = cursor.fetchone()
+    return Model(row[0]) if row else None
 
 
 def schedule_time():
@@ -152,10 +181,7 @@ class Record(ModelSQL, ModelView):
     @classmethod
     def from_token(cls, token):
         "Return the record of the token or None"
-        if not token:
-            return None
-        records = cls.search([('uuid', '=', token)], limit=1)
-        return records[0] if records else None
+        return _from_token(cls, token)
 
     def is_known_url(self, url):
         "Tell if the URL is the destination of a link sent to this record"
@@ -308,10 +334,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     @classmethod
     def from_token(cls, token):
         "Return the record activity of the token or None"
-        if not token:
-            return None
-        records = cls.search([('uuid', '=', token)], limit=1)
-        return records[0] if records else None
+        return _from_token(cls, token)
 
     # Scheduling
 
@@ -349,7 +372,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     def _insert_defaults(cls):
         return [Literal('waiting'), sql_token(), Literal(False),
             Literal(False), Literal(0), Literal(Transaction().user),
-            CurrentTimestamp()]
+            sql_now()]
 
     @classmethod
     def _on_conflict(cls, table):
@@ -359,14 +382,19 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     @classmethod
     def schedule_children(cls, record_activities):
         "Create the record activities of the children of the activities"
-        transaction = Transaction()
-        cursor = transaction.connection.cursor()
-        table = cls.__table__()
-        now = schedule_time()
         by_activity = defaultdict(list)
         for record_activity in record_activities:
             by_activity[record_activity.activity].append(
                 record_activity.record.id)
+        cls._schedule_children(by_activity)
+
+    @classmethod
+    def _schedule_children(cls, by_activity):
+        "Create the children of each activity for the records ids"
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        table = cls.__table__()
+        now = schedule_time()
         for activity, record_ids in by_activity.items():
             for child in activity.children:
                 at = None
@@ -394,14 +422,20 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         record = Record.__table__()
         activity = Activity.__table__()
         scenario = Scenario.__table__()
+        # Correlated sub-queries: an IN (sub-query) of all the unblocked
+        # records costs O(records) per statement (SQLite even drives the
+        # claim of a batch by it), so the cost would grow with the audience
         return ((table.state == 'waiting')
             & (table.at != Null) & (table.at <= now)
-            & table.record.in_(record.select(
-                    record.id, where=record.blocked == Literal(False)))
-            & table.activity.in_(activity.join(
+            & Exists(record.select(
+                    Literal(1),
+                    where=(record.id == table.record)
+                    & (record.blocked == Literal(False))))
+            & Exists(activity.join(
                     scenario, condition=activity.scenario == scenario.id
-                    ).select(activity.id,
-                    where=scenario.state == 'running')))
+                    ).select(Literal(1),
+                    where=(activity.id == table.activity)
+                    & (scenario.state == 'running'))))
 
     @classmethod
     def process(cls, record_activities=None):
@@ -409,21 +443,20 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         if record_activities is None:
             cls._dispatch_due()
             return
-        done = cls._run(record_activities)
+        record_ids = cls._run(record_activities)
         # Children due at once run in the same call
-        while done:
+        while record_ids:
             now = dt.datetime.now()
             table = cls.__table__()
             cursor = Transaction().connection.cursor()
             child_ids = []
-            record_ids = [r.record.id for r in done]
             for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.select(
                         table.id,
                         where=fields.SQL_OPERATORS['in'](table.record, sub_ids)
                         & cls._due_where(table, now)))
                 child_ids.extend(i for i, in cursor)
-            done = cls._run(cls.browse(child_ids)) if child_ids else []
+            record_ids = cls._run(cls.browse(child_ids)) if child_ids else []
 
     @classmethod
     def _dispatch_due(cls):
@@ -474,54 +507,109 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def _run(cls, record_activities):
-        "Run the record activities and return those done"
+        "Run the record activities and return the ids of their records"
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
         ids = cls._claim(record_activities)
         if not ids:
             return []
-        record_activities = cls.browse(sorted(ids))
-        cls._cancel_opposites(record_activities)
-        existing = cls._existing_targets(record_activities)
+        # The rows are read in SQL: going through the instances costs more
+        # than the actions themselves; only the actions get instances
+        rows = cls._read_rows(ids)
+        activities = {a.id: a for a in Activity.browse(
+                sorted({r.activity for r in rows}))}
+        cls._cancel_opposites(rows, activities)
+        existing = cls._existing_targets(rows)
 
         by_activity = defaultdict(list)
-        for record_activity in record_activities:
-            by_activity[record_activity.activity].append(record_activity)
+        for row in rows:
+            by_activity[row.activity].append(row)
         notes = {}
-        for activity, activity_records in by_activity.items():
-            to_act = []
-            for record_activity in activity_records:
-                target = record_activity.record.record
-                if (target is None
-                        or (target.__name__, target.id) not in existing):
-                    notes[record_activity.id] = gettext(
+        for activity_id, activity_rows in by_activity.items():
+            activity = activities[activity_id]
+            candidates = []
+            for row in activity_rows:
+                if row.target not in existing:
+                    notes[row.id] = gettext(
                         'marketing_automation.msg_record_gone')
-                elif not activity.match(target):
-                    notes[record_activity.id] = gettext(
-                        'marketing_automation.msg_condition_false')
                 else:
-                    to_act.append(record_activity)
+                    candidates.append(row)
+            if activity.condition:
+                targets = cls._targets(r.target for r in candidates)
+                to_act = []
+                for row in candidates:
+                    if activity.match(targets[row.target]):
+                        to_act.append(row.id)
+                    else:
+                        notes[row.id] = gettext(
+                            'marketing_automation.msg_condition_false')
+            else:
+                to_act = [r.id for r in candidates]
             if activity.action and to_act:
-                notes.update(activity.execute(to_act) or {})
+                notes.update(activity.execute(cls.browse(to_act)) or {})
 
-        cls._mark_done(record_activities, notes)
-        cls.schedule_children(record_activities)
+        cls._mark_done([r.id for r in rows], notes)
+        by_activity = defaultdict(list)
+        for row in rows:
+            by_activity[activities[row.activity]].append(row.record)
+        cls._schedule_children(by_activity)
         cls._clear_cache()
-        return record_activities
+        return [r.record for r in rows]
 
     @classmethod
-    def _existing_targets(cls, record_activities):
+    def _read_rows(cls, ids):
+        "Return the rows of the record activities with their target"
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        table = cls.__table__()
+        record = Record.__table__()
+        cursor = Transaction().connection.cursor()
+        rows = []
+        for sub_ids in grouped_slice(sorted(ids), MAX_QUERY_PARAMS):
+            cursor.execute(*table.join(
+                    record, condition=table.record == record.id
+                    ).select(
+                    table.id, table.activity, table.record, record.record,
+                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids),
+                    order_by=[table.id.asc]))
+            rows.extend(
+                _Row(i, a, r, _reference(t)) for i, a, r, t in cursor)
+        return rows
+
+    @classmethod
+    def _targets(cls, references):
+        "Return the instances of the (model, id) references"
+        pool = Pool()
         by_model = defaultdict(set)
-        for record_activity in record_activities:
-            target = record_activity.record.record
-            if target is not None and target.id is not None:
-                by_model[target.__name__].add(target.id)
+        for model, id_ in references:
+            by_model[model].add(id_)
+        targets = {}
+        for model, ids in by_model.items():
+            for target in pool.get(model).browse(sorted(ids)):
+                targets[(model, target.id)] = target
+        return targets
+
+    @classmethod
+    def _existing_targets(cls, rows):
+        "Return the (model, id) references of the rows that still exist"
+        by_model = defaultdict(set)
+        for row in rows:
+            if row.target is not None:
+                model, id_ = row.target
+                by_model[model].add(id_)
         existing = set()
         pool = Pool()
+        cursor = Transaction().connection.cursor()
         for model, ids in by_model.items():
-            Model = pool.get(model)
-            for sub_ids in grouped_slice(list(ids), MAX_QUERY_PARAMS):
-                existing.update(
-                    (model, r.id) for r in Model.search(
-                        [('id', 'in', list(sub_ids))], order=[]))
+            try:
+                Model = pool.get(model)
+            except KeyError:
+                continue
+            for sub_ids in grouped_slice(sorted(ids), MAX_QUERY_PARAMS):
+                # The search keeps the rules (e.g. inactive records are gone)
+                cursor.execute(*Model.search(
+                        [('id', 'in', list(sub_ids))], order=[], query=True))
+                existing.update((model, i) for i, in cursor)
         return existing
 
     @classmethod
@@ -529,8 +617,8 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         by_note = defaultdict(list)
-        for record_activity in record_activities:
-            by_note[notes.get(record_activity.id)].append(record_activity.id)
+        for record_activity in map(int, record_activities):
+            by_note[notes.get(record_activity)].append(record_activity)
         for note, ids in by_note.items():
             for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
@@ -541,14 +629,14 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                         where=fields.SQL_OPERATORS['in'](table.id, sub_ids)))
 
     @classmethod
-    def _cancel_opposites(cls, record_activities):
+    def _cancel_opposites(cls, rows, activities):
         "Cancel the waiting siblings of the opposite outcome"
         by_pair = defaultdict(list)
-        for record_activity in record_activities:
-            activity = record_activity.activity
+        for row in rows:
+            activity = activities[row.activity]
             if activity.event and activity.negative:
                 by_pair[(activity.parent, activity.event, False)].append(
-                    record_activity.record.id)
+                    row.record)
         for (parent, event, negative), record_ids in by_pair.items():
             siblings = [c for c in parent.children
                 if c.event == event and bool(c.negative) == negative]
@@ -639,13 +727,29 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def _fire(cls, record_activities, events):
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
         table = cls.__table__()
+        activity = Activity.__table__()
         cursor = Transaction().connection.cursor()
         now = schedule_time()
-        record_activities = [r for r in record_activities
-            if r.state == 'done' and r.activity.action == 'send_email']
+        # In SQL: each open or click of an e-mail is a request of its own
+        rows = []
+        for sub_ids in grouped_slice(
+                [int(r) for r in record_activities], MAX_QUERY_PARAMS):
+            cursor.execute(*table.join(
+                    activity, condition=table.activity == activity.id
+                    ).select(
+                    table.id, table.activity, table.record,
+                    table.email_opened, table.email_clicked,
+                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
+                    & (table.state == 'done')
+                    & (activity.action == 'send_email')))
+            rows.extend(cursor)
+        flags = {'email_opened': 3, 'email_clicked': 4}
+        children = cls._children({r[1] for r in rows}) if rows else {}
         for event in events:
-            pending = [r for r in record_activities if not getattr(r, event)]
+            pending = [r for r in rows if not r[flags[event]]]
             if not pending:
                 continue
             column = getattr(table, event)
@@ -654,16 +758,16 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                         [column, table.write_date],
                         [Literal(True), CurrentTimestamp()],
                         where=fields.SQL_OPERATORS['in'](
-                            table.id, [r.id for r in sub])))
+                            table.id, [r[0] for r in sub])))
             by_activity = defaultdict(list)
-            for record_activity in pending:
-                by_activity[record_activity.activity].append(
-                    record_activity.record.id)
-            for activity, record_ids in by_activity.items():
-                children = [c for c in activity.children if c.event == event]
+            for row in pending:
+                by_activity[row[1]].append(row[2])
+            for activity_id, record_ids in by_activity.items():
+                children_ = [c for c in children.get(activity_id, [])
+                    if c.event == event]
                 cls._cancel_waiting(
-                    [c for c in children if c.negative], record_ids)
-                for child in children:
+                    [c for c in children_ if c.negative], record_ids)
+                for child in children_:
                     if child.negative:
                         continue
                     at = now + (child.delay or dt.timedelta())
@@ -677,6 +781,26 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                                 & (table.state == 'waiting')
                                 & (table.at == Null)))
         cls._clear_cache()
+
+    @classmethod
+    def _children(cls, activity_ids):
+        "Return the children (id, event, negative, delay) of the activities"
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        activity = Activity.__table__()
+        cursor = Transaction().connection.cursor()
+        parents = {'%s,%s' % (Activity.__name__, i): i for i in activity_ids}
+        children = defaultdict(list)
+        for sub in grouped_slice(sorted(parents), MAX_QUERY_PARAMS):
+            cursor.execute(*activity.select(
+                    activity.id, activity.parent, activity.event,
+                    activity.negative, activity.delay,
+                    where=fields.SQL_OPERATORS['in'](activity.parent, sub),
+                    order_by=[activity.id.asc]))
+            for id_, parent, event, negative, delay in cursor:
+                children[parents[parent]].append(
+                    _Child(id_, event, bool(negative), delay))
+        return children
 
     @classmethod
     def _clear_cache(cls):

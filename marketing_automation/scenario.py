@@ -46,6 +46,20 @@ class _GenRandomUUID(Function):
     _function = 'GEN_RANDOM_UUID'
 
 
+def sql_now():
+    "Return an SQL expression of the timestamp of the transaction"
+    # trytond computes CURRENT_TIMESTAMP on SQLite with a Python function
+    # called for each row: a quarter of the time of a bulk insert
+    if backend.name == 'sqlite':
+        try:
+            from trytond.backend.sqlite.database import now
+        except ImportError:
+            pass
+        else:
+            return Literal(now())
+    return CurrentTimestamp()
+
+
 def sql_token():
     "Return an SQL expression of a fresh 128-bit random token in hexadecimal"
     if backend.name == 'sqlite':
@@ -285,15 +299,20 @@ class Scenario(Workflow, ModelSQL, ModelView):
         if batch_size is None:
             batch_size = config.getint(
                 'marketing', 'automation_enrol_batch', default=10000)
+        if backend.name == 'sqlite':
+            # trytond opens a connection per transaction: a larger page cache
+            # keeps the token indexes of the bulk inserts in memory (random
+            # keys thrash the default 2 MB)
+            cursor.execute('PRAGMA cache_size = -65536')
 
         table = Model.__table__()
         record = Record.__table__()
         unsubscribed = Unsubscribed.__table__()
-        candidates = Model.search(self.get_domain(), order=[], query=True)
+        domain = self.get_domain()
         reference = Concat(self.model + ',', table.id)
         party = Model.marketing_party_column(table)
-        new_record = (table.id.in_(candidates)
-            & ~Exists(record.select(Literal(1),
+        not_enrolled = (
+            ~Exists(record.select(Literal(1),
                     where=(record.scenario == self.id)
                     & (record.record == reference)))
             & ~Exists(unsubscribed.select(Literal(1),
@@ -305,10 +324,13 @@ class Scenario(Workflow, ModelSQL, ModelView):
 
         last_id = 0
         while True:
-            batch = table.select(
-                table.id, where=new_record & (table.id > last_id),
-                order_by=[table.id.asc], limit=batch_size)
-            cursor.execute(*batch.select(Max(batch.id)))
+            # The domain is searched on the next range of ids only: a
+            # sub-query of all the candidates would be read again by each
+            # statement (SQLite materializes it)
+            candidates = Model.search(
+                [domain, ('id', '>', last_id)], order=[('id', 'ASC')],
+                limit=batch_size, query=True)
+            cursor.execute(*candidates.select(Max(candidates.id)))
             upper_id, = cursor.fetchone()
             if upper_id is None:
                 break
@@ -320,9 +342,8 @@ class Scenario(Workflow, ModelSQL, ModelView):
                     table.select(
                         Literal(self.id), reference, sql_token(),
                         Literal(False), Literal(transaction.user),
-                        CurrentTimestamp(),
-                        where=new_record
-                        & (table.id > last_id) & (table.id <= upper_id)),
+                        sql_now(),
+                        where=table.id.in_(candidates) & not_enrolled),
                     on_conflict=on_conflict))
             RecordActivity.schedule_roots(self, watermark or 0)
             last_id = upper_id
