@@ -347,6 +347,14 @@ class Activity(ModelSQL, ModelView):
                             error=exception)) from exception
 
     @classmethod
+    def on_modification(cls, mode, activities, field_names=None):
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        super().on_modification(mode, activities, field_names=field_names)
+        # The events read the children of the activities from a cache
+        RecordActivity._children_cache.clear()
+
+    @classmethod
     def on_delete(cls, activities):
         callbacks = super().on_delete(activities)
         descendants = cls.search([
@@ -455,79 +463,106 @@ class Activity(ModelSQL, ModelView):
         "Render and queue the e-mail of each record activity"
         pool = Pool()
         Configuration = pool.get('ir.configuration')
+        RecordActivity = pool.get('marketing.automation.record.activity')
         transaction = Transaction()
         database_name = transaction.database.name
         secret = Configuration.get_marketing_automation_secret()
         datamanager = transaction.join(RecordActivitySMTPDataManager())
         default_from = (config.get('marketing', 'email_from')
             or config.get('email', 'from'))
+        email_from = self.email_from or default_from
+        sender = default_from if email_from != default_from else None
+        # The envelope sender, as smtplib would read it from the headers
+        envelope_from = getaddresses([sender or email_from])[0][1]
         unsubscribe_mailto = config.get(
             'marketing', 'automation_unsubscribe_mailto', default=None)
         author = (self.write_uid or self.create_uid)
-        translated = {}
+
+        rows = RecordActivity.read_email_rows(
+            list(map(int, record_activities)))
+        by_model = defaultdict(list)
+        for row in rows:
+            by_model[row.model].append(row.target)
+        recipients = {}
+        for model, ids in by_model.items():
+            for id_, recipient in pool.get(model).get_marketing_recipients(
+                    ids).items():
+                recipients[(model, id_)] = recipient
+
         notes, emails = {}, []
-        for record_activity in record_activities:
-            target = record_activity.record.record
-            address = target.get_marketing_email()
+        by_language = defaultdict(list)
+        for row in rows:
+            name, address, language = (
+                recipients.get((row.model, row.target)) or (None,) * 3)
             if not address:
-                notes[record_activity.id] = gettext(
+                notes[row.id] = gettext(
                     'marketing_automation.msg_no_email_address')
-                continue
-            language = target.get_marketing_language()
-            if language not in translated:
-                with transaction.set_context(language=language):
-                    translated[language] = self.__class__(self.id)
-            activity = translated[language]
-            record_token = record_activity.record.uuid
-            token = record_activity.uuid
+            else:
+                by_language[language].append(
+                    (row, format_address(address, name), address))
 
-            def link_for(url):
-                return links.click_url(database_name, token, url, secret)
+        for language, language_rows in by_language.items():
+            with transaction.set_context(language=language), \
+                    transaction.set_user(author.id if author else 0):
+                activity = self.__class__(self.id)
+                # Read the records in the language of the e-mail, all at once
+                targets = {}
+                for model in {r.model for r, _, _ in language_rows}:
+                    targets.update(
+                        ((model, t.id), t) for t in pool.get(model).browse(
+                            sorted({r.target for r, _, _ in language_rows
+                                    if r.model == model})))
+                for row, to_addr, address in language_rows:
+                    target = targets[(row.model, row.target)]
 
-            def unsubscribe_for(next_url):
-                return links.unsubscribe_url(
-                    database_name, record_token, next_url)
-            try:
-                with transaction.set_context(language=language), \
-                        transaction.set_user(author.id if author else 0):
-                    # Read the record in the language of the e-mail
-                    context = activity.email_context(
-                        target.__class__(target.id))
-                    title = message.render_title(
-                        activity.email_title, context)
-                    html = message.render_html(
-                        activity.email_template, context,
-                        link_for=link_for, unsubscribe_for=unsubscribe_for,
-                        pixel_url=links.open_url(database_name, token))
-            except Exception as exception:
-                logger.warning(
-                    "Fail to render %s for %s", self, target, exc_info=True)
-                notes[record_activity.id] = gettext(
-                    'marketing_automation.msg_render_failed',
-                    error=exception)[:200]
-                continue
-            email_from = activity.email_from or default_from
-            msg = message.build_message(
-                from_addr=email_from,
-                sender=default_from if email_from != default_from else None,
-                to_addr=format_address(address[1], address[0]),
-                subject=title,
-                html=html,
-                unsubscribe_url=unsubscribe_for(None),
-                unsubscribe_mailto=unsubscribe_mailto)
-            msg['Message-ID'] = make_msgid(domain=host())
-            datamanager.put_record_activity(record_activity.id, msg)
-            emails.append({
-                    'recipients': str(msg['To']),
-                    'addresses': [
-                        a for _, a in getaddresses([str(msg['To'])])],
-                    'subject': str(msg['Subject']),
-                    'message_id': str(msg['Message-ID']),
-                    'body': html,
-                    'resource': str(target),
-                    'marketing_automation_activity': self.id,
-                    'marketing_automation_record': record_activity.record.id,
-                    })
+                    def link_for(url):
+                        return links.click_url(
+                            database_name, row.token, url, secret)
+
+                    def unsubscribe_for(next_url):
+                        return links.unsubscribe_url(
+                            database_name, row.record_token, next_url)
+                    try:
+                        context = activity.email_context(target)
+                        title = message.render_title(
+                            activity.email_title, context)
+                        html = message.render_html(
+                            activity.email_template, context,
+                            link_for=link_for,
+                            unsubscribe_for=unsubscribe_for,
+                            pixel_url=links.open_url(
+                                database_name, row.token))
+                    except Exception as exception:
+                        logger.warning(
+                            "Fail to render %s for %s", self, target,
+                            exc_info=True)
+                        notes[row.id] = gettext(
+                            'marketing_automation.msg_render_failed',
+                            error=exception)[:200]
+                        continue
+                    subject = ' '.join(title.split())
+                    message_id = make_msgid(domain=host())
+                    msg = message.build_message(
+                        from_addr=email_from,
+                        sender=sender,
+                        to_addr=to_addr,
+                        subject=subject,
+                        html=html,
+                        unsubscribe_url=unsubscribe_for(None),
+                        unsubscribe_mailto=unsubscribe_mailto,
+                        headers={'Message-ID': message_id})
+                    datamanager.put_record_activity(
+                        row.id, msg, envelope_from, [address])
+                    emails.append({
+                            'recipients': to_addr,
+                            'addresses': [address],
+                            'subject': subject,
+                            'message_id': message_id,
+                            'body': html,
+                            'resource': '%s,%s' % (row.model, row.target),
+                            'marketing_automation_activity': self.id,
+                            'marketing_automation_record': row.record,
+                            })
         self._archive_emails(emails)
         return notes
 

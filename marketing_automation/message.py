@@ -7,16 +7,20 @@ expression is compiled with an AST transformer refusing private names,
 imports and most builtins. The templates here add a stricter variable
 lookup on top of it and refuse Python code blocks and includes.
 """
+import binascii
 import functools
 import re
 import types
+import uuid
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, MIMEPart
-from email.policy import default as _default_policy
+from email.policy import EmailPolicy
 from email.utils import getaddresses
-from html.parser import HTMLParser
+from html import unescape
 
-from genshi.core import END, START, Attrs, QName, Stream
+from genshi.core import (
+    COMMENT, DOCTYPE, END, END_NS, START, START_NS, TEXT, Attrs, Markup, QName,
+    Stream, escape)
 from genshi.template import MarkupTemplate, NewTextTemplate, Template
 from genshi.template.eval import UNDEFINED, StrictLookup
 
@@ -60,8 +64,34 @@ class _HeaderRegistry(HeaderRegistry):
             return klass
 
 
-# The default policy of the standard library with the faster registry
-_POLICY = _default_policy.clone(header_factory=_HeaderRegistry())
+class _Policy(EmailPolicy):
+    """The default policy of the standard library storing plain headers
+
+    as they are given: parsing and folding them back costs more than
+    rendering the template. They are parsed only when they are read."""
+
+    def header_store_parse(self, name, value):
+        if (isinstance(value, str) and value.isascii()
+                and not _LINE_BREAK.search(value)
+                and len(name) + len(value) + 2 <= _MAX_LINE):
+            return (name, value)
+        return super().header_store_parse(name, value)
+
+    def header_fetch_parse(self, name, value):
+        # The generator reads the MIME structure many times, with the
+        # methods of Message that work on text
+        if name.lower() in _STRUCTURE and not hasattr(value, 'name'):
+            return value
+        return super().header_fetch_parse(name, value)
+
+
+_STRUCTURE = {'content-type', 'content-transfer-encoding', 'mime-version'}
+_LINE_BREAK = re.compile(r'[\r\n]')
+# The limit of RFC 5322 for a line, CRLF excluded
+_MAX_LINE = 998
+# refold_source='none' writes the stored plain values unchanged; the others
+# are header objects that fold themselves
+_POLICY = _Policy(header_factory=_HeaderRegistry(), refold_source='none')
 
 
 def _check_attribute(obj, key):
@@ -190,8 +220,10 @@ def check_title(text):
 def render_title(text, context):
     "Render the title template as a single line"
     template = _title_template(text)
-    rendered = Stream(_generate(template, context)).render(
-        'text', encoding=None)
+    # As Genshi's text serializer, without its pipeline
+    rendered = ''.join(
+        str(data) for kind, data, _ in _generate(template, context)
+        if kind is TEXT)
     # A header must fit on one line
     return ' '.join(rendered.split())
 
@@ -266,8 +298,92 @@ def render_html(text, context, link_for, unsubscribe_for, pixel_url):
     "Render the HTML template with tracked links and the pixel"
     template = _html_template(text)
     stream = _generate(template, context)
-    stream = _LinkFilter(link_for, unsubscribe_for, pixel_url)(stream)
-    return Stream(stream).render('html', encoding=None)
+    events = list(_LinkFilter(link_for, unsubscribe_for, pixel_url)(stream))
+    html = _serialize_html(events)
+    if html is None:
+        html = Stream(events).render(
+            'html', encoding=None, strip_whitespace=False)
+    return html
+
+
+_VOID_ELEMENTS = {
+    'area', 'base', 'basefont', 'br', 'col', 'frame', 'hr', 'img', 'input',
+    'isindex', 'link', 'meta', 'param'}
+_BOOLEAN_ATTRIBUTES = {
+    'autofocus', 'checked', 'compact', 'declare', 'defer', 'disabled',
+    'formnovalidate', 'ismap', 'multiple', 'nohref', 'noresize', 'noshade',
+    'nowrap', 'readonly', 'required', 'selected'}
+_RAW_ELEMENTS = {'script', 'style'}
+
+
+def _html_name(tag):
+    if tag.namespace in {None, '', XHTML_NAMESPACE}:
+        return tag.localname
+
+
+def _serialize_html(events):
+    """Return the HTML of the events as Genshi's HTML serializer would
+
+    or None for what it does not handle: other namespaces, processing
+    instructions and CDATA are left to Genshi."""
+    # Genshi's pipeline of generic filters costs more than the rendering
+    output = []
+    raw = doctype = False
+    index, length = 0, len(events)
+    while index < length:
+        kind, data, _ = events[index]
+        index += 1
+        if kind is TEXT:
+            if raw or isinstance(data, Markup):
+                output.append(data)
+            else:
+                output.append(escape(data, quotes=False))
+        elif kind is START:
+            tag, attrs = data
+            name = _html_name(tag)
+            if name is None:
+                return None
+            output.extend(('<', name))
+            for attr, value in attrs:
+                if attr.namespace:
+                    return None
+                elif attr in _BOOLEAN_ATTRIBUTES:
+                    if value:
+                        output.extend((' ', attr))
+                else:
+                    output.extend((' ', attr, '="', escape(value), '"'))
+            output.append('>')
+            if index < length and events[index][0] is END:
+                index += 1
+                if name not in _VOID_ELEMENTS:
+                    output.append(f'</{name}>')
+            else:
+                raw = name in _RAW_ELEMENTS
+        elif kind is END:
+            output.append(f'</{_html_name(data)}>')
+            raw = False
+        elif kind is START_NS:
+            if data[1] != XHTML_NAMESPACE:
+                return None
+        elif kind is END_NS:
+            pass
+        elif kind is DOCTYPE:
+            if not doctype:
+                name, public, system = data
+                output.append(f'<!DOCTYPE {name}')
+                if public:
+                    output.append(f' PUBLIC "{public}"')
+                elif system:
+                    output.append(' SYSTEM')
+                if system:
+                    output.append(f' "{system}"')
+                output.append('>\n')
+                doctype = True
+        elif kind is COMMENT:
+            output.append(f'<!--{data}-->')
+        else:
+            return None
+    return ''.join(output)
 
 
 _BLOCKS = {
@@ -278,46 +394,60 @@ _BLOCKS = {
 _HIDDEN = {'head', 'script', 'style', 'title', 'template'}
 
 
-class _TextExtractor(HTMLParser):
+# The HTML is the output of Genshi: a tokenizer is enough, and much faster
+# than html.parser
+_TOKEN = re.compile(
+    r'<!--.*?-->|<[!?][^>]*>'
+    r'|<(/?)([A-Za-z][A-Za-z0-9:-]*)((?:[^>"\']|"[^"]*"|\'[^\']*\')*)>'
+    r'|([^<]+|<)', re.S)
+_HREF = re.compile(
+    r'(?:^|\s)href\s*=\s*(?:"([^"]*)"|\'([^\']*)\'|([^\s>]+))', re.I)
+_RAW_TEXT = {'script', 'style'}
+_SPACES = re.compile(r'\s+')
 
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts = []
-        self.hidden = 0
-        self.links = []
 
-    def handle_starttag(self, tag, attrs):
-        if tag in _HIDDEN:
-            self.hidden += 1
+def _href(attributes):
+    match = _HREF.search(attributes)
+    if match:
+        return unescape(next(g for g in match.groups() if g is not None))
+
+
+def _text_parts(html):
+    "Yield the pieces of the plain text of html"
+    links, hidden = [], 0
+    position, end = 0, len(html)
+    while position < end:
+        match = _TOKEN.match(html, position)
+        position = match.end()
+        closing, tag, attributes, data = match.groups()
+        if data is not None:
+            if not hidden:
+                yield _SPACES.sub(' ', unescape(data))
+            continue
+        elif tag is None:
+            continue
+        tag = tag.lower()
+        if closing:
+            if tag in _HIDDEN:
+                hidden = max(hidden - 1, 0)
+            elif tag in _BLOCKS and tag != 'li':
+                yield '\n'
+            elif tag == 'a' and links:
+                href = links.pop()
+                if href and not href.startswith('#'):
+                    yield f' <{href}>'
+        elif tag in _RAW_TEXT:
+            close = re.compile(r'</%s\s*>' % tag, re.I).search(html, position)
+            position = close.end() if close else end
+        elif attributes.endswith('/'):
+            if tag in _BLOCKS:
+                yield '\n'
+        elif tag in _HIDDEN:
+            hidden += 1
         elif tag in _BLOCKS:
-            self.parts.append('\n')
-            if tag == 'li':
-                self.parts.append('- ')
+            yield '\n- ' if tag == 'li' else '\n'
         elif tag == 'a':
-            self.links.append(dict(attrs).get('href'))
-
-    def handle_startendtag(self, tag, attrs):
-        if tag in _BLOCKS:
-            self.parts.append('\n')
-
-    def handle_endtag(self, tag):
-        if tag in _HIDDEN:
-            self.hidden = max(self.hidden - 1, 0)
-        elif tag in _BLOCKS and tag != 'li':
-            self.parts.append('\n')
-        elif tag == 'a' and self.links:
-            href = self.links.pop()
-            if href and not href.startswith('#'):
-                self.parts.append(f' <{href}>')
-
-    def handle_data(self, data):
-        if not self.hidden:
-            self.parts.append(re.sub(r'\s+', ' ', data))
-
-    def text(self):
-        lines = (l.strip() for l in ''.join(self.parts).split('\n'))
-        text = re.sub(r'\n{3,}', '\n\n', '\n'.join(lines))
-        return text.strip() + '\n'
+            links.append(_href(attributes))
 
 
 def html_to_text(html):
@@ -325,11 +455,22 @@ def html_to_text(html):
     # trytond's converter returns None when html2text is not installed
     text = _report_html_to_text(html)
     if text is None:
-        parser = _TextExtractor()
-        parser.feed(html)
-        parser.close()
-        text = parser.text()
+        lines = (l.strip() for l in ''.join(_text_parts(html)).split('\n'))
+        text = re.sub(r'\n{3,}', '\n\n', '\n'.join(lines))
+        text = text.strip() + '\n'
     return text
+
+
+def _text_part(content, subtype):
+    "Return the MIME part of the text encoded in quoted-printable UTF-8"
+    part = MIMEPart(policy=_POLICY)
+    part['Content-Type'] = f'text/{subtype}; charset="utf-8"'
+    part['Content-Transfer-Encoding'] = 'quoted-printable'
+    lines = content.encode('utf-8').splitlines()
+    part.set_payload(
+        binascii.b2a_qp(b'\n'.join(lines) + b'\n', istext=True)
+        .decode('ascii'))
+    return part
 
 
 def build_message(
@@ -360,12 +501,10 @@ def build_message(
     for name, value in dict(headers or {}).items():
         msg[name] = value
     msg['MIME-Version'] = '1.0'
-    msg.make_alternative()
-    # Parts built apart so that they do not repeat MIME-Version
+    # Quoted-printable never writes "==": the boundary cannot occur in the
+    # parts
+    msg['Content-Type'] = (
+        f'multipart/alternative; boundary="=={uuid.uuid4().hex}=="')
     for content, subtype in [(html_to_text(html), 'plain'), (html, 'html')]:
-        part = MIMEPart(policy=msg.policy)
-        part.set_content(
-            content, subtype=subtype, charset='utf-8',
-            cte='quoted-printable')
-        msg.attach(part)
+        msg.attach(_text_part(content, subtype))
     return msg

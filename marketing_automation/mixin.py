@@ -1,8 +1,11 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.model import fields
 from trytond.pool import Pool
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
 
 
 class MarketingAutomationMixin:
@@ -21,34 +24,25 @@ class MarketingAutomationMixin:
         "Return the SQL column of table holding the party id"
         raise NotImplementedError
 
-    def _marketing_party(self):
-        "Return the party of the record as an instance or None"
-        # The Function field is read record by record, which costs more
-        # than the relation it follows
-        return self.marketing_party
+    @classmethod
+    def get_marketing_recipients(cls, ids):
+        """Return for each record id its (name, address, language code)
 
-    def get_marketing_language(self):
-        "Return the language code to render e-mails for this record"
-        party = self._marketing_party()
-        if not party:
-            return None
-        if getattr(party, 'lang', None):
-            return party.lang.code
-        # Without a company in the context (as for crons) the language that
-        # is stored per company is not read
-        for value in getattr(party, 'langs', None) or []:
-            if value.lang:
-                return value.lang.code
-
-    def get_marketing_email(self):
-        "Return the (name, address) to send e-mails to, or None"
-        party = self._marketing_party()
-        if not party:
-            return None
-        mechanism = party.contact_mechanism_get({'email'})
-        if not mechanism or not mechanism.value:
-            return None
-        return (mechanism.name or party.rec_name, mechanism.value)
+        The tuple is None for a record without party, and its address is
+        None when the party has no e-mail."""
+        pool = Pool()
+        Party = pool.get('party.party')
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        parties = {}
+        for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+            cursor.execute(*table.select(
+                    table.id, cls.marketing_party_column(table),
+                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids)))
+            parties.update(cursor)
+        recipients = Party.marketing_party_recipients(
+            {p for p in parties.values() if p is not None})
+        return {id_: recipients.get(party) for id_, party in parties.items()}
 
 
 def marketing_models():

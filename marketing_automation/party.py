@@ -1,8 +1,15 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 
+from collections import defaultdict
+
+from sql import Literal
+
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.model import ModelSQL, Unique, fields
-from trytond.pool import PoolMeta
+from trytond.pool import Pool, PoolMeta
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
 
 from .mixin import MarketingAutomationMixin
 
@@ -18,12 +25,85 @@ class Party(MarketingAutomationMixin, metaclass=PoolMeta):
     def get_marketing_party(self, name):
         return self.id
 
-    def _marketing_party(self):
-        return self
-
     @classmethod
     def marketing_party_column(cls, table):
         return table.id
+
+    @classmethod
+    def marketing_party_recipients(cls, party_ids):
+        "Return for each party id its (name, address, language code)"
+        # In SQL: the language is a multi-value field whose reading record
+        # by record costs more than rendering the e-mail
+        pool = Pool()
+        ContactMechanism = pool.get('party.contact_mechanism')
+        PartyLang = pool.get('party.party.lang')
+        Lang = pool.get('ir.lang')
+        party = cls.__table__()
+        mechanism = ContactMechanism.__table__()
+        party_lang = PartyLang.__table__()
+        lang = Lang.__table__()
+        cursor = Transaction().connection.cursor()
+        in_ = fields.SQL_OPERATORS['in']
+
+        company = Transaction().context.get('company')
+        per_company = 'company' in PartyLang._fields
+        default = cls.default_lang(
+            **({'company': company} if per_company else {}))
+        default = Lang(default).code if default else None
+
+        names, emails, languages = {}, {}, {}
+        for sub_ids in grouped_slice(sorted(party_ids), MAX_QUERY_PARAMS):
+            sub_ids = list(sub_ids)
+            cursor.execute(*party.select(
+                    party.id, party.name, party.code,
+                    where=in_(party.id, sub_ids)))
+            for id_, name, code in cursor:
+                names[id_] = name or '[%s]' % code
+
+            # As Party.contact_mechanism_get: the first active e-mail
+            cursor.execute(*mechanism.select(
+                    mechanism.party, mechanism.sequence, mechanism.id,
+                    mechanism.name, mechanism.value,
+                    where=in_(mechanism.party, sub_ids)
+                    & (mechanism.type == 'email')
+                    & (mechanism.active == Literal(True))))
+            for party_id, _, _, name, value in sorted(
+                    cursor, key=lambda r: (
+                        r[0], r[1] is not None, r[1] or 0, r[2])):
+                emails.setdefault(party_id, (name, value))
+
+            # As the multi-value lang: the value of the company or else of
+            # no company, or else the default; then any language of the
+            # party
+            columns = [party_lang.party, party_lang.id, lang.code]
+            if per_company:
+                columns.append(party_lang.company)
+            cursor.execute(*party_lang.join(lang, 'LEFT',
+                    condition=party_lang.lang == lang.id
+                    ).select(*columns,
+                    where=in_(party_lang.party, sub_ids),
+                    order_by=[party_lang.id.asc]))
+            values = defaultdict(list)
+            for party_id, id_, code, *value_company in cursor:
+                value_company = value_company[0] if value_company else None
+                values[party_id].append((code, value_company))
+            for party_id in sub_ids:
+                matching = sorted(
+                    (v for v in values[party_id]
+                        if v[1] is None or v[1] == company),
+                    key=lambda v: v[1] is None)
+                code = matching[0][0] if matching else default
+                if not code:
+                    code = next(
+                        (c for c, _ in values[party_id] if c), None)
+                languages[party_id] = code
+
+        recipients = {}
+        for id_, name in names.items():
+            email_name, address = emails.get(id_, (None, None))
+            recipients[id_] = (
+                email_name or name, address or None, languages.get(id_))
+        return recipients
 
 
 class PartyUnsubscribedScenario(ModelSQL):

@@ -10,6 +10,7 @@ from sql.operators import Exists
 
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
+from trytond.cache import Cache
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, Workflow, fields
 from trytond.pool import Pool
@@ -30,6 +31,8 @@ def _config_int(name, default):
 
 
 _Row = namedtuple('_Row', ['id', 'activity', 'record', 'target'])
+_EmailRow = namedtuple('_EmailRow', [
+        'id', 'token', 'record', 'record_token', 'model', 'target'])
 _Child = namedtuple('_Child', ['id', 'event', 'negative', 'delay'])
 
 
@@ -198,6 +201,10 @@ class Record(ModelSQL, ModelView):
 
 class RecordActivity(Workflow, ModelSQL, ModelView):
     __name__ = 'marketing.automation.record.activity'
+    # The children of the activities, for the events (cleared when an
+    # activity changes)
+    _children_cache = Cache(
+        'marketing.automation.record.activity.children', context=False)
 
     record = fields.Many2One(
         'marketing.automation.record', "Record",
@@ -577,6 +584,30 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         return rows
 
     @classmethod
+    def read_email_rows(cls, ids):
+        "Return the tokens and targets of the record activities to e-mail"
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        table = cls.__table__()
+        record = Record.__table__()
+        cursor = Transaction().connection.cursor()
+        rows = []
+        for sub_ids in grouped_slice(sorted(ids), MAX_QUERY_PARAMS):
+            cursor.execute(*table.join(
+                    record, condition=table.record == record.id
+                    ).select(
+                    table.id, table.uuid, record.id, record.uuid,
+                    record.record,
+                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids),
+                    order_by=[table.id.asc]))
+            for id_, token, record_id, record_token, target in cursor:
+                target = _reference(target)
+                if target:
+                    rows.append(_EmailRow(
+                            id_, token, record_id, record_token, *target))
+        return rows
+
+    @classmethod
     def _targets(cls, references):
         "Return the instances of the (model, id) references"
         pool = Pool()
@@ -731,37 +762,59 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         Activity = pool.get('marketing.automation.activity')
         table = cls.__table__()
         activity = Activity.__table__()
-        cursor = Transaction().connection.cursor()
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
         now = schedule_time()
-        # In SQL: each open or click of an e-mail is a request of its own
+        # In SQL with few statements: each open or click of an e-mail is a
+        # request of its own
+        ids = [int(r) for r in record_activities]
+        sends_email = activity.select(
+            activity.id, where=activity.action == 'send_email')
+        returning = transaction.database.has_returning()
         rows = []
-        for sub_ids in grouped_slice(
-                [int(r) for r in record_activities], MAX_QUERY_PARAMS):
-            cursor.execute(*table.join(
-                    activity, condition=table.activity == activity.id
-                    ).select(
-                    table.id, table.activity, table.record,
-                    table.email_opened, table.email_clicked,
-                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
-                    & (table.state == 'done')
-                    & (activity.action == 'send_email')))
-            rows.extend(cursor)
+        if not returning:
+            for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+                cursor.execute(*table.select(
+                        table.id, table.activity, table.record,
+                        table.email_opened, table.email_clicked,
+                        where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
+                        & (table.state == 'done')
+                        & table.activity.in_(sends_email)))
+                rows.extend(cursor)
         flags = {'email_opened': 3, 'email_clicked': 4}
-        children = cls._children({r[1] for r in rows}) if rows else {}
         for event in events:
-            pending = [r for r in rows if not r[flags[event]]]
+            column = getattr(table, event)
+            if returning:
+                # The flags are set and the rows they changed are read at
+                # once (none when a concurrent event set them first)
+                pending = []
+                for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+                    cursor.execute(*table.update(
+                            [column, table.write_date],
+                            [Literal(True), CurrentTimestamp()],
+                            where=fields.SQL_OPERATORS['in'](
+                                table.id, sub_ids)
+                            & (table.state == 'done')
+                            & table.activity.in_(sends_email)
+                            & ((column == Null)
+                                | (column == Literal(False))),
+                            returning=[table.id, table.activity,
+                                table.record]))
+                    pending.extend(cursor)
+            else:
+                pending = [r for r in rows if not r[flags[event]]]
+                for sub in grouped_slice(pending, MAX_QUERY_PARAMS):
+                    cursor.execute(*table.update(
+                            [column, table.write_date],
+                            [Literal(True), CurrentTimestamp()],
+                            where=fields.SQL_OPERATORS['in'](
+                                table.id, [r[0] for r in sub])))
             if not pending:
                 continue
-            column = getattr(table, event)
-            for sub in grouped_slice(pending, MAX_QUERY_PARAMS):
-                cursor.execute(*table.update(
-                        [column, table.write_date],
-                        [Literal(True), CurrentTimestamp()],
-                        where=fields.SQL_OPERATORS['in'](
-                            table.id, [r[0] for r in sub])))
             by_activity = defaultdict(list)
             for row in pending:
                 by_activity[row[1]].append(row[2])
+            children = cls._children(by_activity)
             for activity_id, record_ids in by_activity.items():
                 children_ = [c for c in children.get(activity_id, [])
                     if c.event == event]
@@ -789,8 +842,16 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         Activity = pool.get('marketing.automation.activity')
         activity = Activity.__table__()
         cursor = Transaction().connection.cursor()
-        parents = {'%s,%s' % (Activity.__name__, i): i for i in activity_ids}
-        children = defaultdict(list)
+        children = {}
+        parents = {}
+        for activity_id in activity_ids:
+            cached = cls._children_cache.get(activity_id)
+            if cached is not None:
+                children[activity_id] = [_Child(*c) for c in cached]
+            else:
+                parents['%s,%s' % (Activity.__name__, activity_id)] = (
+                    activity_id)
+        found = defaultdict(list)
         for sub in grouped_slice(sorted(parents), MAX_QUERY_PARAMS):
             cursor.execute(*activity.select(
                     activity.id, activity.parent, activity.event,
@@ -798,8 +859,12 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                     where=fields.SQL_OPERATORS['in'](activity.parent, sub),
                     order_by=[activity.id.asc]))
             for id_, parent, event, negative, delay in cursor:
-                children[parents[parent]].append(
+                found[parents[parent]].append(
                     _Child(id_, event, bool(negative), delay))
+        for activity_id in parents.values():
+            children[activity_id] = found[activity_id]
+            cls._children_cache.set(
+                activity_id, tuple(tuple(c) for c in found[activity_id]))
         return children
 
     @classmethod

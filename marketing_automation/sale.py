@@ -12,9 +12,6 @@ class Sale(MarketingAutomationMixin, metaclass=PoolMeta):
     def get_marketing_party(self, name):
         return self.party.id if self.party else None
 
-    def _marketing_party(self):
-        return self.party
-
     @classmethod
     def marketing_party_column(cls, table):
         return table.party

@@ -2,6 +2,7 @@
 # this repository contains the full copyright notices and license terms.
 import logging
 from collections import defaultdict
+from contextlib import contextmanager
 
 from sql import Cast, Conflict, Literal
 from sql.aggregate import Count, Max, Sum
@@ -58,6 +59,25 @@ def sql_now():
         else:
             return Literal(now())
     return CurrentTimestamp()
+
+
+@contextmanager
+def _bulk_cache(cursor):
+    "Give the SQLite connection a larger page cache inside the block"
+    if backend.name != 'sqlite':
+        yield
+        return
+    # The token indexes of bulk inserts have random keys that thrash the
+    # default cache of 2 MB
+    cursor.execute('PRAGMA cache_size')
+    size, = cursor.fetchone()
+    cursor.execute('PRAGMA cache_size = -65536')
+    try:
+        yield
+    finally:
+        # trytond leaves the connection to the garbage collector, which may
+        # keep it, and its cache, for long
+        cursor.execute('PRAGMA cache_size = %d' % int(size))
 
 
 def sql_token():
@@ -269,21 +289,22 @@ class Scenario(Workflow, ModelSQL, ModelView):
         if scenarios is None:
             scenarios = cls.search([('state', '=', 'running')])
         cursor = Transaction().connection.cursor()
-        for scenario in scenarios:
-            if scenario.state != 'running':
-                continue
-            # A savepoint keeps the transaction usable on PostgreSQL when the
-            # domain of one scenario fails in the database
-            cursor.execute('SAVEPOINT marketing_automation_trigger')
-            try:
-                scenario.enrol()
-            except Exception:
-                cursor.execute(
-                    'ROLLBACK TO SAVEPOINT marketing_automation_trigger')
-                logger.exception("Fail to enrol records in %s", scenario)
-            else:
-                cursor.execute(
-                    'RELEASE SAVEPOINT marketing_automation_trigger')
+        with _bulk_cache(cursor):
+            for scenario in scenarios:
+                if scenario.state != 'running':
+                    continue
+                # A savepoint keeps the transaction usable on PostgreSQL when
+                # the domain of one scenario fails in the database
+                cursor.execute('SAVEPOINT marketing_automation_trigger')
+                try:
+                    scenario.enrol()
+                except Exception:
+                    cursor.execute(
+                        'ROLLBACK TO SAVEPOINT marketing_automation_trigger')
+                    logger.exception("Fail to enrol records in %s", scenario)
+                else:
+                    cursor.execute(
+                        'RELEASE SAVEPOINT marketing_automation_trigger')
 
     def enrol(self, batch_size=None):
         "Insert the records matching the domain and schedule the roots"
@@ -299,11 +320,6 @@ class Scenario(Workflow, ModelSQL, ModelView):
         if batch_size is None:
             batch_size = config.getint(
                 'marketing', 'automation_enrol_batch', default=10000)
-        if backend.name == 'sqlite':
-            # trytond opens a connection per transaction: a larger page cache
-            # keeps the token indexes of the bulk inserts in memory (random
-            # keys thrash the default 2 MB)
-            cursor.execute('PRAGMA cache_size = -65536')
 
         table = Model.__table__()
         record = Record.__table__()

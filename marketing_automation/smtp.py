@@ -27,9 +27,11 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
     def __hash__(self):
         return hash((self.__class__, self.uri))
 
-    def put_record_activity(self, record_activity_id, msg):
+    def put_record_activity(
+            self, record_activity_id, msg, from_addr=None, to_addrs=None):
         "Queue the message of a record activity"
-        self.put(None, None, msg)
+        # Given envelope addresses spare smtplib parsing the headers again
+        self.put(from_addr, to_addrs, msg)
         self.record_activities.append(record_activity_id)
 
     def tpc_vote(self, trans):

@@ -537,3 +537,42 @@ def test_full_pipeline():
     assert calls.links == [TRICKY]
     body = msg.get_body(('html',)).get_content()
     assert re.search(r'<img src="%s"[^>]*></body>' % re.escape(PIXEL), body)
+
+
+SERIALIZED = [
+    # Taken by the serializer of the module
+    ('<html xmlns="http://www.w3.org/1999/xhtml"'
+        ' xmlns:py="http://genshi.edgewall.org/"><head>'
+        '<style>p > a {}</style>'
+        '<script>if (a &lt; b &amp;&amp; c) {}</script></head>'
+        '<body><p py:if="True">x &amp; y &lt; ${text}</p><br/>'
+        '<img src="a&quot;b"/>'
+        '<input type="checkbox" checked="checked" disabled=""/><p></p>'
+        '<!-- comment --><div><span>${markup}</span></div>'
+        '<option selected="${None}">o</option></body></html>', False),
+    ('<!DOCTYPE html>\n<div xmlns:py="http://genshi.edgewall.org/"><ul>'
+        '<li py:for="i in range(3)">${i}</li></ul>\n  <a href="x">l</a>'
+        '</div>', False),
+    # Left to Genshi
+    ('<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="fr">'
+        '<body><p>\u00e9</p></body></html>', True),
+    ('<p><svg xmlns="http://www.w3.org/2000/svg"><circle r="1"/></svg></p>',
+        True),
+    ('<p xmlns:xlink="http://www.w3.org/1999/xlink">'
+        '<a xlink:href="z">q</a></p>', True),
+    ('<p><![CDATA[ x < y ]]></p>', True),
+    ]
+
+
+@pytest.mark.parametrize('template, fallback', SERIALIZED)
+def test_serialize_html_as_genshi(template, fallback):
+    "The HTML serializer writes what Genshi's writes, or leaves it to it"
+    from genshi.core import Markup, Stream
+    events = list(message._html_template(template).generate(
+            text='<v>', markup=Markup('<em>m</em>')))
+    html = message._serialize_html(events)
+    if fallback:
+        assert html is None
+    else:
+        assert html == Stream(events).render(
+            'html', encoding=None, strip_whitespace=False)
