@@ -40,6 +40,7 @@ import re
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -52,7 +53,7 @@ from urllib.parse import urlsplit
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
-RESULTS = os.path.join(BENCH_DIR, 'results')
+DEFAULT_RESULTS = os.path.join(BENCH_DIR, 'results')
 MODULE_DIR = os.path.join(ROOT, 'marketing_automation')
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 
@@ -334,6 +335,16 @@ class Postgres:
         with self.connect() as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
+    def rename(self, name, new_name):
+        "Rename the database unless new_name exists (built concurrently)"
+        import psycopg
+        with self.connect() as conn:
+            try:
+                conn.execute('ALTER DATABASE "%s" RENAME TO "%s"' % (
+                        name, new_name))
+            except psycopg.errors.DuplicateDatabase:
+                pass
+
     def create(self, name, template=None):
         with self.connect() as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
@@ -396,7 +407,10 @@ class Bench:
         self.sink = None
         self.in_process_smtp = None
         self.out_of_process = bool(args.workers or args.crons)
-        self.config_file = os.path.join(RESULTS, self.database + '.conf')
+        self.results = os.path.abspath(args.results)
+        os.makedirs(self.results, exist_ok=True)
+        self.config_file = os.path.join(
+            self.results, self.database + '.conf')
         self.ids = {}
         self.record_number = {}
         self.template_name = None
@@ -419,7 +433,7 @@ class Bench:
         lines = [
             '[database]',
             'uri = %s' % args.uri,
-            'path = %s' % RESULTS,
+            'path = %s' % self.results,
             '',
             '[queue]',
             'worker = %s' % bool(args.workers),
@@ -436,7 +450,7 @@ class Bench:
             lines.append('automation_process_batch = %s' % args.process_batch)
         if args.enrol_batch:
             lines.append('automation_enrol_batch = %s' % args.enrol_batch)
-        os.makedirs(RESULTS, exist_ok=True)
+        os.makedirs(self.results, exist_ok=True)
         with open(self.config_file, 'w') as fp:
             fp.write('\n'.join(lines) + '\n')
         import trytond.config as config
@@ -444,73 +458,81 @@ class Bench:
         if self.out_of_process:
             self.sink = loopback_sink(self.counter, self.sink_port)
 
-    def run_admin(self, *arguments):
-        passfile = os.path.join(RESULTS, 'admin.pass')
+    def run_admin(self, database, *arguments):
+        passfile = os.path.join(self.results, 'admin.pass')
         with open(passfile, 'w') as fp:
             fp.write('admin\n')
         env = dict(os.environ, TRYTONPASSFILE=passfile)
-        log = os.path.join(RESULTS, self.template_name + '.log')
+        log = os.path.join(self.results, self.template_name + '.log')
         with open(log, 'a') as fp:
             subprocess.run(
                 [os.path.join(BIN_DIR, 'trytond-admin'),
-                    '-c', self.config_file, '-d', self.template_name,
-                    *arguments],
+                    '-c', self.config_file, '-d', database, *arguments],
                 env=env, stdout=fp, stderr=subprocess.STDOUT, check=True)
 
     def ensure_template(self):
-        "Build once the activated database that each run copies"
+        """Build once the activated database that each run copies
+
+        It is built under a name of its own then renamed, so that a
+        concurrent run never copies a template being built."""
         from trytond import backend
         self.template_name = 'bench_tpl_%s' % module_hash(backend.name)
+        building = '%s_build_%s' % (self.template_name, os.getpid())
         if self.backend == 'sqlite':
-            path = os.path.join(RESULTS, self.template_name + '.sqlite')
-            for name in os.listdir(RESULTS):
+            path = os.path.join(self.results, self.template_name + '.sqlite')
+            for name in os.listdir(self.results):
                 if (name.startswith('bench_tpl_')
                         and not name.startswith(self.template_name)):
-                    os.remove(os.path.join(RESULTS, name))
+                    os.remove(os.path.join(self.results, name))
             if os.path.exists(path):
                 return
             self.log("build the template database %s", self.template_name)
-            partial = path + '.partial'
-            if os.path.exists(partial):
-                os.remove(partial)
-            open(path, 'w').close()
+            build_path = os.path.join(self.results, building + '.sqlite')
+            open(build_path, 'w').close()
             try:
-                self._admin_template()
-            except BaseException:
-                os.remove(path)
-                raise
+                self._admin_template(building)
+                # Everything in the main file before it is renamed
+                connection = sqlite3.connect(build_path)
+                connection.execute('PRAGMA journal_mode = DELETE')
+                connection.close()
+                os.replace(build_path, path)
+            finally:
+                for suffix in ['', '-wal', '-shm', '-journal']:
+                    if os.path.exists(build_path + suffix):
+                        os.remove(build_path + suffix)
         else:
             postgres = Postgres(self.args.uri)
             existing = postgres.databases()
             for name in existing:
                 if (name.startswith('bench_tpl_')
-                        and name != self.template_name):
+                        and not name.startswith(self.template_name)):
                     postgres.drop(name)
             if self.template_name in existing:
                 return
             self.log("build the template database %s", self.template_name)
-            postgres.create(self.template_name)
+            postgres.create(building)
             try:
-                self._admin_template()
-            except BaseException:
-                postgres.drop(self.template_name)
-                raise
+                self._admin_template(building)
+                postgres.rename(building, self.template_name)
+            finally:
+                postgres.drop(building)
 
-    def _admin_template(self):
+    def _admin_template(self, database):
         self.run_admin(
-            '--all', '--email', 'admin@bench.example.com',
+            database, '--all', '--email', 'admin@bench.example.com',
             '-u', 'marketing_automation', 'sale', '--activate-dependencies')
 
     def create_database(self):
         self.ensure_template()
         self.log("create %s from %s", self.database, self.template_name)
         if self.backend == 'sqlite':
-            path = os.path.join(RESULTS, self.database + '.sqlite')
+            path = os.path.join(self.results, self.database + '.sqlite')
             for suffix in ['', '-wal', '-shm', '-journal']:
                 if os.path.exists(path + suffix):
                     os.remove(path + suffix)
             shutil.copyfile(
-                os.path.join(RESULTS, self.template_name + '.sqlite'), path)
+                os.path.join(self.results, self.template_name + '.sqlite'),
+                path)
         else:
             Postgres(self.args.uri).create(
                 self.database, template=self.template_name)
@@ -521,7 +543,7 @@ class Bench:
         backend.Database(self.database).close()
         Pool.stop(self.database)
         if self.backend == 'sqlite':
-            path = os.path.join(RESULTS, self.database + '.sqlite')
+            path = os.path.join(self.results, self.database + '.sqlite')
             for suffix in ['', '-wal', '-shm']:
                 if os.path.exists(path + suffix):
                     os.remove(path + suffix)
@@ -960,7 +982,7 @@ class Bench:
 
     def dump_profile(self, profile, name):
         import pstats
-        path = os.path.join(RESULTS, '%s-%s.prof' % (
+        path = os.path.join(self.results, '%s-%s.prof' % (
                 self.database, re.sub(r'\W+', '_', name)))
         profile.dump_stats(path)
         stream = io.StringIO()
@@ -1009,7 +1031,8 @@ class Bench:
         processes = []
         for k in range(len(ids)):
             log = open(os.path.join(
-                    RESULTS, '%s-cron-%s.log' % (self.database, k)), 'a')
+                    self.results, '%s-cron-%s.log' % (self.database, k)),
+                'a')
             processes.append((subprocess.Popen(
                         [os.path.join(BIN_DIR, 'trytond-cron'),
                             '-c', self.config_file, '-d', self.database,
@@ -1028,7 +1051,8 @@ class Bench:
     def start_workers(self):
         for k in range(self.args.workers):
             log = open(os.path.join(
-                    RESULTS, '%s-worker-%s.log' % (self.database, k)), 'a')
+                    self.results, '%s-worker-%s.log' % (self.database, k)),
+                'a')
             process = subprocess.Popen(
                 [os.path.join(BIN_DIR, 'trytond-worker'),
                     '-c', self.config_file, '-d', self.database,
@@ -1322,11 +1346,11 @@ class Bench:
             except Exception as exception:
                 print("could not drop %s: %s" % (self.database, exception),
                     file=sys.stderr)
-            for name in os.listdir(RESULTS):
+            for name in os.listdir(self.results):
                 if (name == self.database + '.conf'
                         or (name.startswith(self.database + '-')
                             and name.endswith('.log'))):
-                    os.remove(os.path.join(RESULTS, name))
+                    os.remove(os.path.join(self.results, name))
 
     # Report
 
@@ -1469,6 +1493,10 @@ def parse_args(argv=None):
         "once (PostgreSQL)")
     parser.add_argument(
         '--database', help="the database name (default: bench_<n>)")
+    parser.add_argument(
+        '--results', default=DEFAULT_RESULTS, metavar='DIR',
+        help="the directory of the SQLite databases, configurations and "
+        "logs (default: bench/results)")
     parser.add_argument(
         '--uri', help="the database URI (default: TRYTOND_DATABASE_URI or "
         "postgresql://postgres@127.0.0.1:5432/ for --backend postgresql)")
