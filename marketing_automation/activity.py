@@ -13,8 +13,7 @@ from sql.functions import CurrentTimestamp
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
-from trytond.model import (
-    EvalEnvironment, ModelAccessProxy, ModelSQL, ModelView, fields)
+from trytond.model import EvalEnvironment, ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, PYSONDecoder
 from trytond.report import Report
@@ -24,6 +23,7 @@ from trytond.transaction import Transaction
 from trytond.url import host
 
 from . import links, message
+from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
 from .smtp import RecordActivitySMTPDataManager
@@ -506,12 +506,15 @@ class Activity(ModelSQL, ModelView):
                     transaction.set_user(author.id if author else 0):
                 activity = self.__class__(self.id)
                 # Read the records in the language of the e-mail, all at once
+                reader = RecordReader()
                 targets = {}
                 for model in {r.model for r, _, _ in language_rows}:
+                    Model = pool.get(model)
+                    ids = sorted({r.target for r, _, _ in language_rows
+                            if r.model == model})
+                    reader.prefetch(Model, ids)
                     targets.update(
-                        ((model, t.id), t) for t in pool.get(model).browse(
-                            sorted({r.target for r, _, _ in language_rows
-                                    if r.model == model})))
+                        ((model, t.id), t) for t in Model.browse(ids))
                 for row, to_addr, address in language_rows:
                     target = targets[(row.model, row.target)]
 
@@ -523,7 +526,7 @@ class Activity(ModelSQL, ModelView):
                         return links.unsubscribe_url(
                             database_name, row.record_token, next_url)
                     try:
-                        context = activity.email_context(target)
+                        context = activity.email_context(target, reader)
                         title = message.render_title(
                             activity.email_title, context)
                         html = message.render_html(
@@ -613,10 +616,12 @@ class Activity(ModelSQL, ModelView):
                             address.create_date],
                         addresses))
 
-    def email_context(self, record):
+    def email_context(self, record, reader=None):
         "Return the context to render the e-mail templates for the record"
+        if reader is None:
+            reader = RecordReader()
         return {
-            'record': ModelAccessProxy(record),
+            'record': reader.proxy(record),
             'format_date': Report.format_date,
             'format_datetime': Report.format_datetime,
             'format_timedelta': Report.format_timedelta,

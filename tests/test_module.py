@@ -337,6 +337,67 @@ class MarketingAutomationTestCase(ModuleTestCase):
         self.assertEqual(root.note, 'The record does not exist any more.')
 
     @with_transaction()
+    def test_send_email_rights_of_author(self):
+        "Test e-mails read the records with the rights of their author"
+        pool = Pool()
+        Party = pool.get('party.party')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        RuleGroup = pool.get('ir.rule.group')
+        FieldAccess = pool.get('ir.model.field.access')
+        Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Email = pool.get('ir.email')
+        Scenario = pool.get('marketing.automation.scenario')
+        RuleGroup.create([{
+                    'name': "Not the secret party",
+                    'model': 'party.party',
+                    'global_p': True,
+                    'perm_read': True,
+                    'rules': [('create', [{
+                                    'domain': '[["name", "!=", "Secret"]]',
+                                    }])],
+                    }])
+        FieldAccess.create([{
+                    'model': 'party.party',
+                    'field': 'code',
+                    'perm_read': False,
+                    }])
+        # The field access rules spare the administrators
+        marketer, = User.create([{
+                    'name': "Marketer",
+                    'login': 'marketer',
+                    'groups': [('add', [ModelData.get_id(
+                                    'marketing', 'group_marketing')])],
+                    }])
+        scenario = self.create_scenario(
+            domain='[["name", "in", ["Public", "Secret"]]]')
+        with Transaction().set_user(marketer.id):
+            self.create_activity(
+                scenario, name="Name", **self.email_values())
+            self.create_activity(scenario, name="Code", **self.email_values(
+                        email_template='<p>${record.code}</p>'))
+        parties = Party.create([
+                {'name': name, 'contact_mechanisms': [('create', [{
+                                    'type': 'email',
+                                    'value': '%s@example.com' % name,
+                                    }])]}
+                for name in ["Public", "Secret"]])
+        Scenario.run([scenario])
+        scenario.enrol()
+
+        RecordActivity.process(RecordActivity.search([]))
+        notes = {
+            (r.record.record.name, r.activity.name): r.note
+            for r in RecordActivity.search([])}
+        self.assertIsNone(notes[("Public", "Name")])
+        self.assertIn('could not be rendered', notes[("Secret", "Name")])
+        self.assertIn('could not be rendered', notes[("Public", "Code")])
+        self.assertEqual(
+            [e.resource for e in Email.search([])], [parties[0]])
+        self.assertEqual(Record.search([], count=True), 2)
+
+    @with_transaction()
     def test_events(self):
         "Test events schedule positive children once and cancel negatives"
         pool = Pool()

@@ -1,0 +1,113 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""Read records in templates with the rights of the transaction's user
+
+As trytond's ModelAccessProxy, but the rights are checked once per batch of
+e-mails: the model and its record rules for all the records at once (one
+query instead of one per record), each field once, and the values read are
+kept for the other expressions of the same message."""
+from trytond.model import Model
+from trytond.pool import Pool
+from trytond.transaction import (
+    Transaction, check_access, inactive_records, without_check_access)
+
+
+class RecordReader:
+    "Give proxies of records checked with the rights of the current user"
+
+    def __init__(self):
+        self._allowed = {}
+        self._fields = {}
+        self._classes = {}
+
+    def prefetch(self, model, ids):
+        "Check at once the rights to read the records ids of model"
+        pool = Pool()
+        ModelAccess = pool.get('ir.model.access')
+        Rule = pool.get('ir.rule')
+        transaction = Transaction()
+        allowed = self._allowed.setdefault(model.__name__, {})
+        ids = [i for i in ids if i not in allowed]
+        if not ids:
+            return
+        with check_access():
+            ModelAccess.check(model.__name__)
+            domain = Rule.domain_get(model.__name__, mode='read')
+        if not domain:
+            allowed.update(dict.fromkeys(ids, True))
+            return
+        with transaction.set_user(0, set_context=True), inactive_records(), \
+                without_check_access():
+            found = set(map(int, model.search(
+                        [('id', 'in', ids), domain], order=[])))
+        allowed.update({i: i in found for i in ids})
+
+    def check_record(self, record):
+        "Raise AccessError if the user cannot read the record"
+        model = record.__class__
+        allowed = self._allowed.get(model.__name__, {})
+        if record.id not in allowed:
+            self.prefetch(model, [record.id])
+            allowed = self._allowed[model.__name__]
+        if not allowed[record.id]:
+            # The error of the framework, with the rules that refuse it
+            Rule = Pool().get('ir.rule')
+            with check_access():
+                Rule.check(model.__name__, [record.id])
+
+    def check_field(self, model, name):
+        "Raise AccessError if the user cannot read the field of model"
+        checked = self._fields.setdefault(model.__name__, set())
+        if name not in checked:
+            FieldAccess = Pool().get('ir.model.field.access')
+            with check_access():
+                FieldAccess.check(model.__name__, [name])
+            checked.add(name)
+
+    def proxy(self, record):
+        "Return the proxy of the record, which must be readable"
+        self.check_record(record)
+        model = record.__class__
+        if model not in self._classes:
+            self._classes[model] = _proxy_class(model)
+        return self._classes[model](record, self)
+
+    def wrap(self, value):
+        if isinstance(value, Model):
+            return self.proxy(value)
+        elif isinstance(value, (list, tuple)):
+            return [self.proxy(v) if isinstance(v, Model) else v
+                for v in value]
+        return value
+
+
+def _proxy_class(model):
+
+    class RecordProxy:
+        __slots__ = ('id', '_record', '_reader', '_values')
+        # As ModelAccessProxy, the proxy passes for an instance of the model
+        __class__ = model
+
+        def __init__(self, record, reader):
+            self.id = record.id
+            self._record = record
+            self._reader = reader
+            self._values = {}
+
+        def __getattr__(self, name):
+            values = self._values
+            if name in values:
+                return values[name]
+            if name in model._fields:
+                self._reader.check_field(model, name)
+            value = values[name] = self._reader.wrap(
+                getattr(self._record, name))
+            return value
+
+        def __int__(self):
+            return int(self.id)
+
+        def __str__(self):
+            return f'{model.__name__},{self.id}'
+
+    return RecordProxy
