@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from genshi.template import MarkupTemplate
 from werkzeug.urls import iri_to_uri
 
+from trytond import backend
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import (
     HTTPStatus, Response, abort, allow_null_origin, redirect,
@@ -121,6 +122,33 @@ def with_database(func):
     return wrapper
 
 
+def with_hit_transaction(readonly):
+    """Run in a transaction as with_transaction; on SQLite close the
+
+    connection at the end: trytond leaves each one to the garbage collector,
+    and with one transaction per open or click the connections freed late
+    fragment the memory of the process."""
+    def decorator(func):
+        @with_transaction(readonly=readonly)
+        @functools.wraps(func)
+        def wrapper(request, pool, *args, **kwargs):
+            transaction = Transaction()
+            database = transaction.database
+            if backend.name == 'sqlite' and database.name != ':memory:':
+                if database.name not in _idle_sqlite:
+                    # Closing the last connection to the database
+                    # checkpoints its WAL: the first one stays open, idle
+                    _idle_sqlite[database.name] = database
+                else:
+                    transaction.atexit(database.close)
+            return func(request, pool, *args, **kwargs)
+        return wrapper
+    return decorator
+
+
+_idle_sqlite = {}
+
+
 def _gif():
     return Response(links.EMPTY_GIF, mimetype='image/gif', headers=_NO_STORE)
 
@@ -196,7 +224,7 @@ def email_opened(request, pool, token):
     return _gif()
 
 
-@with_transaction(readonly=False)
+@with_hit_transaction(readonly=False)
 def _email_opened(request, pool, token):
     RecordActivity = pool.get('marketing.automation.record.activity')
     record_activity = RecordActivity.from_token(token)
@@ -236,7 +264,7 @@ def _clicked_record_activity(pool, token, url, signature):
     return RecordActivity.from_token(token)
 
 
-@with_transaction(readonly=False)
+@with_hit_transaction(readonly=False)
 def _email_clicked(request, pool, token, url, signature):
     RecordActivity = pool.get('marketing.automation.record.activity')
     record_activity = _clicked_record_activity(pool, token, url, signature)
@@ -245,7 +273,7 @@ def _email_clicked(request, pool, token, url, signature):
     return bool(record_activity)
 
 
-@with_transaction(readonly=True)
+@with_hit_transaction(readonly=True)
 def _check_click(request, pool, token, url, signature):
     return bool(_clicked_record_activity(pool, token, url, signature))
 
@@ -280,7 +308,7 @@ def _record(pool, token):
     return record
 
 
-@with_transaction(readonly=True)
+@with_hit_transaction(readonly=True)
 def _unsubscribe_confirm(request, pool, token):
     record = _record(pool, token)
     with Transaction().set_context(
@@ -291,7 +319,7 @@ def _unsubscribe_confirm(request, pool, token):
             gettext('marketing_automation.msg_unsubscribe_button'))
 
 
-@with_transaction(readonly=False)
+@with_hit_transaction(readonly=False)
 def _unsubscribe(request, pool, token, one_click, next_url):
     Record = pool.get('marketing.automation.record')
     record = _record(pool, token)
