@@ -26,6 +26,7 @@ from . import links, message
 from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
+from .record import ids_of
 from .smtp import RecordActivitySMTPDataManager
 from .statistics import daily_trend, rate
 
@@ -478,8 +479,7 @@ class Activity(ModelSQL, ModelView):
             'marketing', 'automation_unsubscribe_mailto', default=None)
         author = (self.write_uid or self.create_uid)
 
-        rows = RecordActivity.read_email_rows(
-            list(map(int, record_activities)))
+        rows = RecordActivity.read_email_rows(ids_of(record_activities))
         by_model = defaultdict(list)
         for row in rows:
             by_model[row.model].append(row.target)
@@ -513,8 +513,12 @@ class Activity(ModelSQL, ModelView):
                     ids = sorted({r.target for r, _, _ in language_rows
                             if r.model == model})
                     reader.prefetch(Model, ids)
-                    targets.update(
-                        ((model, t.id), t) for t in Model.browse(ids))
+                    # Browse lists of a hundred: each instance checks all the
+                    # ids of its list
+                    for sub_ids in grouped_slice(ids, 100):
+                        targets.update(
+                            ((model, t.id), t)
+                            for t in Model.browse(list(sub_ids)))
                 for row, to_addr, address in language_rows:
                     target = targets[(row.model, row.target)]
 

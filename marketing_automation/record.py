@@ -36,6 +36,13 @@ _EmailRow = namedtuple('_EmailRow', [
 _Child = namedtuple('_Child', ['id', 'event', 'negative', 'delay'])
 
 
+def ids_of(records):
+    "Return the ids of the records without making instances of them"
+    # Each instance made from a browse list checks every id of the list
+    ids = getattr(records, 'ids', None)
+    return list(ids) if ids is not None else [int(r) for r in records]
+
+
 def _reference(value):
     "Return the (model, id) of a stored reference or None"
     model, _, id_ = (value or '').partition(',')
@@ -492,7 +499,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         table = cls.__table__()
         now = dt.datetime.now()
         ids = []
-        all_ids = [r.id for r in record_activities]
+        all_ids = ids_of(record_activities)
         for sub_ids in grouped_slice(all_ids, MAX_QUERY_PARAMS):
             query = table.select(
                 table.id,
@@ -767,7 +774,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         now = schedule_time()
         # In SQL with few statements: each open or click of an e-mail is a
         # request of its own
-        ids = [int(r) for r in record_activities]
+        ids = ids_of(record_activities)
         sends_email = activity.select(
             activity.id, where=activity.action == 'send_email')
         returning = transaction.database.has_returning()
