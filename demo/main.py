@@ -103,13 +103,19 @@ def play_story(
     names = _activity_names()
     story = {'deliveries': [], 'actions': [], 'samples': {}}
 
+    def crons_deliver():
+        "Run the crons and return the mails they delivered"
+        seen = len(outbox)
+        run_crons()
+        mails = _delivery(config, outbox, seen, activity_keys, names, say)
+        story['deliveries'].append(len(mails))
+        for mail in mails:
+            story['samples'].setdefault(
+                (mail.activity, mail.language), mail.path)
+        return mails
+
     title("The crons run: enrolment, then the due activities")
-    seen = len(outbox)
-    run_crons()
-    mails = _delivery(config, outbox, seen, activity_keys, names, say)
-    story['deliveries'].append(len(mails))
-    for mail in mails:
-        story['samples'].setdefault((mail.activity, mail.language), mail.path)
+    mails = crons_deliver()
 
     title("Customers read their e-mails (pixel, links, unsubscribe)")
     counts, plan = recipients.play(browser, mails, unsubscribe_count=1,
@@ -139,12 +145,7 @@ def play_story(
         "of the marketing crons")
 
     title("The crons run again")
-    seen = len(outbox)
-    run_crons()
-    mails = _delivery(config, outbox, seen, activity_keys, names, say)
-    story['deliveries'].append(len(mails))
-    for mail in mails:
-        story['samples'].setdefault((mail.activity, mail.language), mail.path)
+    mails = crons_deliver()
 
     title("Customers read the new e-mails")
     counts, _ = recipients.play(browser, mails, say=say, seed=2)

@@ -337,6 +337,67 @@ class MarketingAutomationTestCase(ModuleTestCase):
         self.assertEqual(root.note, 'The record does not exist any more.')
 
     @with_transaction()
+    def test_marketing_recipients(self):
+        "Test the recipients are read as the party would give them"
+        from trytond.modules.company.tests import create_company
+        pool = Pool()
+        Party = pool.get('party.party')
+        PartyLang = pool.get('party.party.lang')
+        Lang = pool.get('ir.lang')
+        Sale = pool.get('sale.sale')
+        french, = Lang.search([('code', '=', 'fr')])
+        german, = Lang.search([('code', '=', 'de')])
+        company = create_company()
+        ann, bob, cyd = Party.create([{
+                    'name': "Ann",
+                    'contact_mechanisms': [('create', [
+                                {'type': 'phone', 'value': '+3211',
+                                    'sequence': 1},
+                                {'type': 'email', 'value': 'late@example.com',
+                                    'sequence': 20},
+                                {'type': 'email', 'name': "Ann at Work",
+                                    'value': 'ann@example.com',
+                                    'sequence': 15},
+                                {'type': 'email', 'value': 'old@example.com',
+                                    'sequence': 10, 'active': False},
+                                ])],
+                    }, {
+                    'name': "Bob",
+                    'contact_mechanisms': [('create', [
+                                {'type': 'email', 'value': 'bob@example.com'},
+                                ])],
+                    }, {
+                    'name': "Cyd",
+                    }])
+        PartyLang.create([
+                {'party': ann.id, 'lang': french.id},
+                {'party': bob.id, 'lang': german.id, 'company': company.id},
+                ])
+        self.assertEqual(
+            Party.get_marketing_recipients([ann.id, bob.id, cyd.id]), {
+                ann.id: ("Ann at Work", 'ann@example.com', 'fr'),
+                # The language of another company as last resort
+                bob.id: ("Bob", 'bob@example.com', 'de'),
+                cyd.id: ("Cyd", None, None),
+                })
+        with Transaction().set_context(company=company.id):
+            self.assertEqual(
+                Party.get_marketing_recipients([bob.id])[bob.id][2], 'de')
+        # A value of the company comes before the one of no company
+        PartyLang.create([
+                {'party': ann.id, 'lang': german.id, 'company': company.id}])
+        for context, code in [({}, 'fr'), ({'company': company.id}, 'de')]:
+            with Transaction().set_context(context):
+                self.assertEqual(
+                    Party.get_marketing_recipients([ann.id])[ann.id][2], code)
+
+        sale = Sale(party=bob, company=company, currency=company.currency)
+        sale.save()
+        self.assertEqual(
+            Sale.get_marketing_recipients([sale.id]),
+            {sale.id: ("Bob", 'bob@example.com', 'de')})
+
+    @with_transaction()
     def test_send_email_rights_of_author(self):
         "Test e-mails read the records with the rights of their author"
         pool = Pool()
