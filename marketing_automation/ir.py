@@ -1,7 +1,6 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 from sql import Null
-from sql.functions import CurrentTimestamp
 
 from trytond.cache import Cache
 from trytond.model import Index, fields
@@ -36,28 +35,10 @@ class Configuration(metaclass=PoolMeta):
         'ir.configuration.marketing_automation_secret', context=False)
 
     @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        # Created with the module: a secret made on first use could be
-        # rolled back after being cached
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*table.select(table.id, limit=1))
-        if cursor.fetchone():
-            cursor.execute(*table.update(
-                    [table.marketing_automation_secret],
-                    [new_token() + new_token()],
-                    where=table.marketing_automation_secret == Null))
-        else:
-            cursor.execute(*table.insert(
-                    [table.marketing_automation_secret, table.create_uid,
-                        table.create_date],
-                    [[new_token() + new_token(), 0, CurrentTimestamp()]]))
-
-    @classmethod
     def get_marketing_automation_secret(cls):
-        "Return the key signing tracked links"
-        secret = cls._marketing_automation_secret_cache.get(None)
+        "Return the key signing tracked links, created on first use"
+        cache = cls._marketing_automation_secret_cache
+        secret = cache.get(None)
         if secret:
             return secret
         table = cls.__table__()
@@ -67,9 +48,21 @@ class Configuration(metaclass=PoolMeta):
                 where=table.marketing_automation_secret != Null,
                 limit=1))
         row = cursor.fetchone()
-        secret = row[0] if row else None
-        if secret:
-            cls._marketing_automation_secret_cache.set(None, secret)
+        if row:
+            cache.set(None, row[0])
+            return row[0]
+        if Transaction().readonly:
+            return None
+        secret = new_token() + new_token()
+        cursor.execute(*table.select(table.id, limit=1))
+        if cursor.fetchone():
+            cursor.execute(*table.update(
+                    [table.marketing_automation_secret], [secret]))
+        else:
+            cls.create([{'marketing_automation_secret': secret}])
+        # Until the commit the cache of this transaction is its own: a
+        # rolled back secret is never shared
+        cache.clear()
         return secret
 
 

@@ -18,7 +18,7 @@ from trytond.pyson import Bool, Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import links
+from . import connections, links
 from .links import new_token
 from .mixin import marketing_models
 from .scenario import sql_now, sql_token
@@ -457,6 +457,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         if record_activities is None:
             cls._dispatch_due()
             return
+        connections.close_at_end(Transaction())
         record_ids = cls._run(record_activities)
         # Children due at once run in the same call
         while record_ids:

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 from genshi.template import MarkupTemplate
 from werkzeug.urls import iri_to_uri
 
-from trytond import backend
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import (
     HTTPStatus, Response, abort, allow_null_origin, redirect,
@@ -29,7 +28,7 @@ from trytond.protocols.wrappers import (
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
-from . import links
+from . import connections, links
 
 # The routes allow the "null" origin: browsers send it with the form of a
 # page whose referrer policy is no-referrer, and so may mail clients.
@@ -123,30 +122,15 @@ def with_database(func):
 
 
 def with_hit_transaction(readonly):
-    """Run in a transaction as with_transaction; on SQLite close the
-
-    connection at the end: trytond leaves each one to the garbage collector,
-    and with one transaction per open or click the connections freed late
-    fragment the memory of the process."""
+    "Run in a transaction as with_transaction, its connection closed at end"
     def decorator(func):
         @with_transaction(readonly=readonly)
         @functools.wraps(func)
         def wrapper(request, pool, *args, **kwargs):
-            transaction = Transaction()
-            database = transaction.database
-            if backend.name == 'sqlite' and database.name != ':memory:':
-                if database.name not in _idle_sqlite:
-                    # Closing the last connection to the database
-                    # checkpoints its WAL: the first one stays open, idle
-                    _idle_sqlite[database.name] = database
-                else:
-                    transaction.atexit(database.close)
+            connections.close_at_end(Transaction())
             return func(request, pool, *args, **kwargs)
         return wrapper
     return decorator
-
-
-_idle_sqlite = {}
 
 
 def _gif():
