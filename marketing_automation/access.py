@@ -7,6 +7,7 @@ e-mails: the model and its record rules for all the records at once (one
 query instead of one per record), each field once, and the values read are
 kept for the other expressions of the same message."""
 from trytond.model import Model
+from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
 from trytond.transaction import (
     Transaction, check_access, inactive_records, without_check_access)
@@ -17,6 +18,7 @@ class RecordReader:
 
     def __init__(self):
         self._allowed = {}
+        self._refused = {}
         self._fields = {}
         self._classes = {}
 
@@ -31,7 +33,13 @@ class RecordReader:
         if not ids:
             return
         with check_access():
-            ModelAccess.check(model.__name__)
+            try:
+                ModelAccess.check(model.__name__)
+            except AccessError as exception:
+                # Raised for each record, as its e-mail is rendered
+                self._refused[model.__name__] = exception
+                allowed.update(dict.fromkeys(ids, False))
+                return
             domain = Rule.domain_get(model.__name__, mode='read')
         if not domain:
             allowed.update(dict.fromkeys(ids, True))
@@ -50,6 +58,8 @@ class RecordReader:
             self.prefetch(model, [record.id])
             allowed = self._allowed[model.__name__]
         if not allowed[record.id]:
+            if model.__name__ in self._refused:
+                raise self._refused[model.__name__]
             # The error of the framework, with the rules that refuse it
             Rule = Pool().get('ir.rule')
             with check_access():
