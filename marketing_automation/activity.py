@@ -479,10 +479,12 @@ class Activity(ModelSQL, ModelView):
             'marketing', 'automation_unsubscribe_mailto', default=None)
         author = (self.write_uid or self.create_uid)
 
-        rows = RecordActivity.read_email_rows(ids_of(record_activities))
+        rows = [r for r in RecordActivity.read_rows(ids_of(record_activities))
+            if r.target]
         by_model = defaultdict(list)
         for row in rows:
-            by_model[row.model].append(row.target)
+            model, id_ = row.target
+            by_model[model].append(id_)
         recipients = {}
         for model, ids in by_model.items():
             for id_, recipient in pool.get(model).get_marketing_recipients(
@@ -493,7 +495,7 @@ class Activity(ModelSQL, ModelView):
         by_language = defaultdict(list)
         for row in rows:
             name, address, language = (
-                recipients.get((row.model, row.target)) or (None,) * 3)
+                recipients.get(row.target) or (None,) * 3)
             if not address:
                 notes[row.id] = gettext(
                     'marketing_automation.msg_no_email_address')
@@ -508,10 +510,10 @@ class Activity(ModelSQL, ModelView):
                 # Read the records in the language of the e-mail, all at once
                 reader = RecordReader()
                 targets = {}
-                for model in {r.model for r, _, _ in language_rows}:
+                for model in {r.target[0] for r, _, _ in language_rows}:
                     Model = pool.get(model)
-                    ids = sorted({r.target for r, _, _ in language_rows
-                            if r.model == model})
+                    ids = sorted({r.target[1] for r, _, _ in language_rows
+                            if r.target[0] == model})
                     reader.prefetch(Model, ids)
                     # Browse lists of a hundred: each instance checks all the
                     # ids of its list
@@ -520,7 +522,7 @@ class Activity(ModelSQL, ModelView):
                             ((model, t.id), t)
                             for t in Model.browse(list(sub_ids)))
                 for row, to_addr, address in language_rows:
-                    target = targets[(row.model, row.target)]
+                    target = targets[row.target]
 
                     def link_for(url):
                         return links.click_url(
@@ -566,7 +568,7 @@ class Activity(ModelSQL, ModelView):
                             'subject': subject,
                             'message_id': message_id,
                             'body': html,
-                            'resource': '%s,%s' % (row.model, row.target),
+                            'resource': '%s,%s' % row.target,
                             'marketing_automation_activity': self.id,
                             'marketing_automation_record': row.record,
                             })

@@ -30,9 +30,8 @@ def _config_int(name, default):
     return config.getint('marketing', name, default=default)
 
 
-_Row = namedtuple('_Row', ['id', 'activity', 'record', 'target'])
-_EmailRow = namedtuple('_EmailRow', [
-        'id', 'token', 'record', 'record_token', 'model', 'target'])
+_Row = namedtuple('_Row', [
+        'id', 'activity', 'record', 'target', 'token', 'record_token'])
 _Child = namedtuple('_Child', ['id', 'event', 'negative', 'delay'])
 
 
@@ -530,7 +529,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
             return []
         # The rows are read in SQL: going through the instances costs more
         # than the actions themselves; only the actions get instances
-        rows = cls._read_rows(ids)
+        rows = cls.read_rows(ids)
         activities = {a.id: a for a in Activity.browse(
                 sorted({r.activity for r in rows}))}
         cls._cancel_opposites(rows, activities)
@@ -572,7 +571,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         return [r.record for r in rows]
 
     @classmethod
-    def _read_rows(cls, ids):
+    def read_rows(cls, ids):
         "Return the rows of the record activities with their target"
         pool = Pool()
         Record = pool.get('marketing.automation.record')
@@ -585,34 +584,12 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                     record, condition=table.record == record.id
                     ).select(
                     table.id, table.activity, table.record, record.record,
+                    table.uuid, record.uuid,
                     where=fields.SQL_OPERATORS['in'](table.id, sub_ids),
                     order_by=[table.id.asc]))
             rows.extend(
-                _Row(i, a, r, _reference(t)) for i, a, r, t in cursor)
-        return rows
-
-    @classmethod
-    def read_email_rows(cls, ids):
-        "Return the tokens and targets of the record activities to e-mail"
-        pool = Pool()
-        Record = pool.get('marketing.automation.record')
-        table = cls.__table__()
-        record = Record.__table__()
-        cursor = Transaction().connection.cursor()
-        rows = []
-        for sub_ids in grouped_slice(sorted(ids), MAX_QUERY_PARAMS):
-            cursor.execute(*table.join(
-                    record, condition=table.record == record.id
-                    ).select(
-                    table.id, table.uuid, record.id, record.uuid,
-                    record.record,
-                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids),
-                    order_by=[table.id.asc]))
-            for id_, token, record_id, record_token, target in cursor:
-                target = _reference(target)
-                if target:
-                    rows.append(_EmailRow(
-                            id_, token, record_id, record_token, *target))
+                _Row(i, a, r, _reference(t), u, ru)
+                for i, a, r, t, u, ru in cursor)
         return rows
 
     @classmethod
