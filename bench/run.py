@@ -856,8 +856,7 @@ class Bench:
 
     def measure_raw_render(self):
         "Render the template and build the message without database"
-        from marketing_automation import links, message
-        from trytond.report import Report
+        from marketing_automation import links, message, sandbox
         count = min(max(self.n // 10, 500), 3000)
         secret = 'bench-secret-' * 4
         database = self.database
@@ -869,14 +868,12 @@ class Bench:
             record_token = '%032x' % (i + 1)
             token = '%032x' % (10 ** 9 + i)
             context = {
-                'record': SimpleNamespace(
-                    name='Bench Party %s' % i, rec_name='Bench Party %s' % i),
-                'format_date': Report.format_date,
-                'format_datetime': Report.format_datetime,
-                'format_timedelta': Report.format_timedelta,
-                'format_currency': Report.format_currency,
-                'format_number': Report.format_number,
-                'datetime': dt,
+                # Templates read the fields of a record as the keys of a
+                # dictionary
+                'record': {
+                    'name': 'Bench Party %s' % i,
+                    'rec_name': 'Bench Party %s' % i},
+                **sandbox.helpers(),
                 }
             title = message.render_title(TITLE, context)
             body = message.render_html(

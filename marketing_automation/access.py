@@ -12,6 +12,8 @@ from trytond.pool import Pool
 from trytond.transaction import (
     Transaction, check_access, inactive_records, without_check_access)
 
+from .sandbox import RecordProxy, TemplateError
+
 
 class RecordReader:
     "Give proxies of records checked with the rights of the current user"
@@ -93,7 +95,8 @@ class RecordReader:
 
 def _proxy_class(model):
 
-    class RecordProxy:
+    class Proxy(RecordProxy):
+        "A record of the model as templates see it: its readable fields"
         __slots__ = ('id', '_record', '_reader', '_values')
         # As ModelAccessProxy, the proxy passes for an instance of the model
         __class__ = model
@@ -104,15 +107,32 @@ def _proxy_class(model):
             self._reader = reader
             self._values = {}
 
-        def __getattr__(self, name):
+        def template_field(self, name):
             values = self._values
             if name in values:
                 return values[name]
-            if name in model._fields:
+            if name == 'id':
+                return self.id
+            if name not in model._fields:
+                raise TemplateError(
+                    f"{model.__name__} has no field {name!r}")
+            try:
                 self._reader.check_field(model, name)
+            except AccessError as exception:
+                raise TemplateError(exception.message) from exception
             value = values[name] = self._reader.wrap(
                 getattr(self._record, name))
             return value
+
+        def template_record(self):
+            return self._record
+
+        def __getattr__(self, name):
+            # Python and the helpers probe attributes (__html__, digits of a
+            # currency...): they get fields only
+            if name.startswith('_') or name not in model._fields:
+                raise AttributeError(name)
+            return self.template_field(name)
 
         def __int__(self):
             return int(self.id)
@@ -120,4 +140,4 @@ def _proxy_class(model):
         def __str__(self):
             return f'{model.__name__},{self.id}'
 
-    return RecordProxy
+    return Proxy

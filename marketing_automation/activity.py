@@ -13,16 +13,15 @@ from sql.functions import CurrentTimestamp
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
-from trytond.model import EvalEnvironment, ModelSQL, ModelView, fields
+from trytond.model import ModelSQL, ModelView, fields
+from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, PYSONDecoder
-from trytond.report import Report
 from trytond.tools import grouped_slice
-from trytond.tools.email_ import format_address
 from trytond.transaction import Transaction
 from trytond.url import host
 
-from . import links, message
+from . import links, message, rights, sandbox
 from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
@@ -315,17 +314,47 @@ class Activity(ModelSQL, ModelView):
 
     @classmethod
     def check_condition(cls, activities):
+        pool = Pool()
         for activity in activities:
             if not activity.condition:
                 continue
             try:
-                PYSONDecoder(noeval=True).decode(activity.condition)
+                condition = PYSONDecoder(noeval=True).decode(
+                    activity.condition)
             except Exception as exception:
                 raise ConditionError(gettext(
                         'marketing_automation.msg_activity_invalid_condition',
                         activity=activity.rec_name,
                         condition=activity.condition,
                         error=exception)) from exception
+            if activity.scenario and activity.scenario.model:
+                activity.check_condition_rights(
+                    pool.get(activity.scenario.model), condition)
+
+    def check_condition_rights(self, Model, condition):
+        "Raise ConditionError if the user cannot read what the condition uses"
+        try:
+            rights.check_condition(Model, condition)
+        except rights.UnknownField as exception:
+            raise ConditionError(gettext(
+                    'marketing_automation'
+                    '.msg_activity_condition_unknown_field',
+                    activity=self.rec_name,
+                    path=exception.path,
+                    model=exception.model.__names__()['model'])
+                ) from exception
+        except rights.ReadRefused as refused:
+            if refused.field is None:
+                message = (
+                    'marketing_automation'
+                    '.msg_activity_condition_model_unreadable')
+            else:
+                message = (
+                    'marketing_automation'
+                    '.msg_activity_condition_field_unreadable')
+            raise ConditionError(gettext(
+                    message, activity=self.rec_name,
+                    **refused.names())) from refused
 
     @classmethod
     def check_email_templates(cls, activities):
@@ -440,21 +469,43 @@ class Activity(ModelSQL, ModelView):
                 where=record_activity.state == 'done')
             for name in names}
 
-    def match(self, record):
-        "Tell if the record matches the condition of the activity"
+    def match(self, record, reader=None):
+        "Tell if the record matches the condition, read with reader's rights"
         if not self.condition:
             return True
         env = {
-            'self': EvalEnvironment(record, record.__class__),
+            'self': rights.RecordEnvironment(record, reader),
             'context': Transaction().context,
             }
         try:
             return bool(PYSONDecoder(env).decode(self.condition))
+        except AccessError:
+            raise
         except Exception:
             logger.warning(
                 "Fail to evaluate condition of %s on %s", self, record,
                 exc_info=True)
             return False
+
+    def match_records(self, records):
+        "Return per record if it matches, None if the author cannot tell"
+        author = self.write_uid or self.create_uid
+        author_id = author.id if author else 0
+        result = {}
+        with Transaction().set_user(author_id):
+            reader = RecordReader() if author_id else None
+            if reader is not None:
+                by_model = defaultdict(list)
+                for record in records:
+                    by_model[record.__class__].append(record.id)
+                for Model, ids in by_model.items():
+                    reader.prefetch(Model, ids)
+            for record in records:
+                try:
+                    result[record] = self.match(record, reader)
+                except AccessError:
+                    result[record] = None
+        return result
 
     def execute(self, record_activities):
         "Run the action for the record activities and return notes per id"
@@ -500,8 +551,7 @@ class Activity(ModelSQL, ModelView):
                 notes[row.id] = gettext(
                     'marketing_automation.msg_no_email_address')
             else:
-                by_language[language].append(
-                    (row, format_address(address, name), address))
+                by_language[language].append((row, name, address))
 
         for language, language_rows in by_language.items():
             with transaction.set_context(language=language), \
@@ -521,7 +571,7 @@ class Activity(ModelSQL, ModelView):
                         targets.update(
                             ((model, t.id), t)
                             for t in Model.browse(list(sub_ids)))
-                for row, to_addr, address in language_rows:
+                for row, name, address in language_rows:
                     target = targets[row.target]
 
                     def link_for(url):
@@ -532,34 +582,54 @@ class Activity(ModelSQL, ModelView):
                         return links.unsubscribe_url(
                             database_name, row.record_token, next_url)
                     try:
+                        to_addr = message.recipient(name, address)
+                    except ValueError:
+                        notes[row.id] = gettext(
+                            'marketing_automation.msg_invalid_email_address',
+                            address=address)[:200]
+                        continue
+                    budget = sandbox.new_budget()
+                    try:
                         context = activity.email_context(target, reader)
                         title = message.render_title(
-                            activity.email_title, context)
+                            activity.email_title, context, budget=budget)
                         html = message.render_html(
                             activity.email_template, context,
                             link_for=link_for,
                             unsubscribe_for=unsubscribe_for,
                             pixel_url=links.open_url(
-                                database_name, row.token))
+                                database_name, row.token),
+                            budget=budget)
                     except Exception as exception:
+                        # One line: a template failing for a whole batch
+                        # would flood the log with tracebacks
                         logger.warning(
-                            "Fail to render %s for %s", self, target,
-                            exc_info=True)
+                            "Fail to render %s for %s: %s",
+                            self, target, exception)
                         notes[row.id] = gettext(
                             'marketing_automation.msg_render_failed',
                             error=exception)[:200]
                         continue
                     subject = ' '.join(title.split())
                     message_id = make_msgid(domain=host())
-                    msg = message.build_message(
-                        from_addr=email_from,
-                        sender=sender,
-                        to_addr=to_addr,
-                        subject=subject,
-                        html=html,
-                        unsubscribe_url=unsubscribe_for(None),
-                        unsubscribe_mailto=unsubscribe_mailto,
-                        headers={'Message-ID': message_id})
+                    try:
+                        msg = message.build_message(
+                            from_addr=email_from,
+                            sender=sender,
+                            to_addr=to_addr,
+                            subject=subject,
+                            html=html,
+                            unsubscribe_url=unsubscribe_for(None),
+                            unsubscribe_mailto=unsubscribe_mailto,
+                            headers={'Message-ID': message_id})
+                    except ValueError as exception:
+                        logger.warning(
+                            "Fail to build %s for %s: %s",
+                            self, target, exception)
+                        notes[row.id] = gettext(
+                            'marketing_automation.msg_build_failed',
+                            error=exception)[:200]
+                        continue
                     datamanager.put_record_activity(
                         row.id, msg, envelope_from, [address])
                     emails.append({
@@ -567,7 +637,10 @@ class Activity(ModelSQL, ModelView):
                             'addresses': [address],
                             'subject': subject,
                             'message_id': message_id,
-                            'body': html,
+                            # The tokens give whoever reads them the
+                            # recipient's events and unsubscription
+                            'body': links.redact_tokens(
+                                html, [row.token, row.record_token]),
                             'resource': '%s,%s' % row.target,
                             'marketing_automation_activity': self.id,
                             'marketing_automation_record': row.record,
@@ -628,10 +701,5 @@ class Activity(ModelSQL, ModelView):
             reader = RecordReader()
         return {
             'record': reader.proxy(record),
-            'format_date': Report.format_date,
-            'format_datetime': Report.format_datetime,
-            'format_timedelta': Report.format_timedelta,
-            'format_currency': Report.format_currency,
-            'format_number': Report.format_number,
-            'datetime': dt,
+            **sandbox.helpers(),
             }

@@ -5,6 +5,7 @@
 The e-mail builder and the web routes share this single URL scheme.
 """
 import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -12,13 +13,16 @@ import secrets
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, quote, urlsplit
 
+from werkzeug.urls import iri_to_uri
+
 import trytond.config as config
 from trytond.url import http_base
 
 __all__ = [
     'new_token', 'is_token', 'automation_base', 'database_segment',
-    'sign', 'check_signature', 'unsubscribe_url', 'open_url', 'click_url',
-    'EMPTY_GIF', 'is_same_site']
+    'database_name', 'sign', 'check_signature', 'unsubscribe_url',
+    'open_url', 'click_url', 'EMPTY_GIF', 'is_same_site', 'location',
+    'is_web_url', 'redirect_location', 'is_trackable']
 
 _TOKEN = re.compile(
     r'[0-9a-f]{32}'
@@ -26,6 +30,9 @@ _TOKEN = re.compile(
     re.IGNORECASE)
 SIGNATURE_LENGTH = 22
 _DEFAULT_PORTS = {'http': 80, 'https': 443}
+MAX_DATABASE_SEGMENT = 344  # 256 bytes in base64
+_DATABASE_SEGMENT = re.compile(r'[A-Za-z0-9_-]+={0,2}')
+MAX_URL_LENGTH = 4096
 
 # 1x1 transparent GIF89a: 2-colour global table, transparency on index 0
 EMPTY_GIF = (
@@ -54,10 +61,38 @@ def automation_base():
     return base.rstrip('/')
 
 
-def database_segment(database_name):
-    "Return the URL segment of the database as trytond's base64 converter"
-    return (base64.urlsafe_b64encode(database_name.encode('utf-8'))
-        .decode('ascii').rstrip('='))
+def database_segment(database_name, padded=False):
+    """Return the URL segment of the database as trytond's base64 converter
+
+    padded gives the spelling of the converter of older trytond versions,
+    which kept the padding: the e-mails they sent have it."""
+    segment = (base64.urlsafe_b64encode(database_name.encode('utf-8'))
+        .decode('ascii'))
+    return segment if padded else segment.rstrip('=')
+
+
+def database_name(segment, padded=False):
+    """Return the database name of the URL segment or None if it is invalid
+
+    Only the spelling of database_segment is accepted (and its padded one
+    when padded is set): base64 has several spellings of a name (padding,
+    unused trailing bits) and a database must have only one URL."""
+    if (not isinstance(segment, str)
+            or len(segment) > MAX_DATABASE_SEGMENT
+            or not _DATABASE_SEGMENT.fullmatch(segment)):
+        return None
+    data = segment.rstrip('=')
+    try:
+        name = base64.urlsafe_b64decode(data + '=' * (-len(data) % 4))
+        name = name.decode('utf-8')
+    except (binascii.Error, ValueError):
+        return None
+    if not name or any(c in name for c in '/\\') or not name.isprintable():
+        return None
+    spellings = {database_segment(name)}
+    if padded:
+        spellings.add(database_segment(name, padded=True))
+    return name if segment in spellings else None
 
 
 def _key(secret):
@@ -147,6 +182,64 @@ def is_same_site(url, base):
         return False
 
 
+def location(url):
+    """Return url as werkzeug sends it in a Location header or None
+
+    werkzeug turns the IRI into a URI (punycode host, non-ASCII and unsafe
+    characters percent-encoded, tabs and newlines dropped, the rest kept);
+    None tells it cannot."""
+    if not isinstance(url, str):
+        return None
+    try:
+        return iri_to_uri(url)
+    except ValueError:
+        return None
+
+
+def is_web_url(url):
+    "Tell if url is an absolute HTTP(S) URL a browser reads the same way"
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        return False
+    if any(c == '\\' or not c.isprintable() or c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        return (parts.scheme.lower() in {'http', 'https'}
+            and bool(parts.hostname)
+            and parts.username is None and parts.password is None)
+    except ValueError:
+        return False
+
+
+def redirect_location(url):
+    """Return the Location header of a redirection to url or None
+
+    Only absolute HTTP(S) URLs are redirected to: a tracked link never
+    leads to a script (javascript:), an inline document (data:) or any
+    other scheme."""
+    uri = location(url)
+    # The check is on what the browser receives: the scheme must be the
+    # literal start of the header, with no character a browser strips
+    if (uri is None
+            or not uri.lower().startswith(('http://', 'https://'))
+            or not all('!' <= c <= '~' for c in uri)):
+        return None
+    try:
+        if not urlsplit(uri).hostname:
+            return None
+    except ValueError:
+        return None
+    return uri
+
+
+def is_trackable(href):
+    """Tell if the link of an e-mail becomes a tracked link
+
+    These are the absolute HTTP(S) URLs, those the tracked link route
+    redirects to."""
+    return redirect_location(href) is not None
+
+
 class _HrefParser(HTMLParser):
 
     def __init__(self):
@@ -173,3 +266,14 @@ def linked_urls(html):
             for key in ('u', 'next'):
                 urls.update(query.get(key, []))
     return urls
+
+
+REDACTED = 'redacted'
+
+
+def redact_tokens(text, tokens):
+    "Return text with the tokens replaced, so its links no longer work"
+    for token in tokens:
+        if token:
+            text = text.replace(token, REDACTED)
+    return text

@@ -2,16 +2,16 @@
 # this repository contains the full copyright notices and license terms.
 """Render the templates of marketing e-mails and build the messages.
 
-Importing trytond installs its Genshi sandbox (trytond._safe_genshi): every
-expression is compiled with an AST transformer refusing private names,
-imports and most builtins. The templates here add a stricter variable
-lookup on top of it and refuse Python code blocks and includes.
+The expressions of the templates are evaluated in the sandbox of
+``sandbox.py`` (an allow-list lookup, guarded operators and a budget of
+time, iterations and output per message); the templates themselves may not
+hold Python code blocks nor includes, and their links must be web links.
 """
 import binascii
 import functools
 import re
-import types
 import uuid
+from contextlib import contextmanager
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
@@ -22,11 +22,15 @@ from genshi.core import (
     COMMENT, DOCTYPE, END, END_NS, START, START_NS, TEXT, Attrs, Markup, QName,
     Stream, escape)
 from genshi.template import MarkupTemplate, NewTextTemplate, Template
-from genshi.template.eval import UNDEFINED, StrictLookup
 
 from trytond import backend
 from trytond.report import html_to_text as _report_html_to_text
-from trytond.tools.email_ import set_from_header
+from trytond.tools.email_ import format_address, set_from_header
+
+from . import links
+from .sandbox import (
+    SandboxContext, SandboxLookup, TemplateError, new_budget, reset_budget,
+    use_budget)
 
 __all__ = [
     'TemplateError', 'check_title', 'check_html', 'render_title',
@@ -34,16 +38,7 @@ __all__ = [
 
 XHTML_NAMESPACE = 'http://www.w3.org/1999/xhtml'
 _UNTRACKED_PREFIXES = ('mailto:', 'tel:', '#')
-_ALLOWED_PRIVATE = {'__name__', '__url__', '__href__'}
-# Their public attributes lead to frames, whose f_builtins escape the sandbox
-_INTERNAL_TYPES = (
-    types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
-    types.FrameType, types.TracebackType, types.CodeType)
 _CACHE_SIZE = 128
-
-
-class TemplateError(Exception):
-    "A template that cannot be compiled or rendered"
 
 
 class _HeaderRegistry(HeaderRegistry):
@@ -94,43 +89,6 @@ _MAX_LINE = 998
 _POLICY = _Policy(header_factory=_HeaderRegistry(), refold_source='none')
 
 
-def _check_attribute(obj, key):
-    # trytond's sandbox only checks the names written in the source:
-    # record['__class__'] reaches attributes through the item lookup, and
-    # str.format walks attributes itself, so both are checked at run time.
-    forbidden = (
-        (key.startswith('_') and key not in _ALLOWED_PRIVATE)
-        or isinstance(obj, _INTERNAL_TYPES)
-        or (key in {'format', 'format_map'}
-            and (isinstance(obj, str)
-                or (isinstance(obj, type) and issubclass(obj, str)))))
-    if forbidden:
-        raise TemplateError(f"access to {key!r} is not allowed")
-
-
-class _SafeLookup(StrictLookup):
-
-    @classmethod
-    def lookup_attr(cls, obj, key):
-        _check_attribute(obj, key)
-        return super().lookup_attr(obj, key)
-
-    @classmethod
-    def lookup_item(cls, obj, key):
-        if len(key) == 1:
-            key = key[0]
-        try:
-            return obj[key]
-        except (AttributeError, KeyError, IndexError, TypeError):
-            if not isinstance(key, str):
-                raise
-        _check_attribute(obj, key)
-        value = getattr(obj, key, UNDEFINED)
-        if value is UNDEFINED:
-            value = cls.undefined(key, owner=obj)
-        return value
-
-
 class _NoIncludeLoader:
     "Loader refusing every include"
     # Without a loader, Genshi reads any file of the server on include.
@@ -163,12 +121,24 @@ def _reason(exception):
     return str(exception) or exception.__class__.__name__
 
 
+def _links(stream):
+    "Yield the literal href of the links of a template stream"
+    for kind, data, pos in stream:
+        if kind is START:
+            tag, attrs = data
+            href = attrs.get('href')
+            if _is_html(tag, 'a') and isinstance(href, str):
+                yield href
+        elif kind is Template.SUB:
+            yield from _links(data[1])
+
+
 def _compile(factory, text):
     if not isinstance(text, str):
         raise TemplateError("the template must be a text")
     try:
         template = factory(
-            text, loader=_NoIncludeLoader(), lookup=_SafeLookup,
+            text, loader=_NoIncludeLoader(), lookup=SandboxLookup,
             allow_exec=False)
         # Genshi attaches the directives lazily, on first use
         stream = template.stream
@@ -178,6 +148,8 @@ def _compile(factory, text):
         raise TemplateError(_reason(exception)) from exception
     if _has_include(stream):
         raise TemplateError("includes are not allowed")
+    for href in _links(stream):
+        check_href(href)
     return template
 
 
@@ -191,25 +163,52 @@ def _html_template(text):
     return _compile(MarkupTemplate, text)
 
 
-def _guarded(stream):
-    "Turn the errors raised while the template runs into TemplateError"
+def _event_size(kind, data):
+    if kind is TEXT:
+        return len(data)
+    elif kind is START:
+        tag, attrs = data
+        return len(tag) + 2 + sum(len(n) + len(v) + 4 for n, v in attrs)
+    return 1
+
+
+def _guarded(stream, budget):
+    """Count the output of the stream against the budget
+
+    and turn the errors raised while the template runs into TemplateError"""
+    output = budget.output
     try:
-        yield from stream
+        for kind, data, pos in stream:
+            output(_event_size(kind, data))
+            yield kind, data, pos
     except (TemplateError, backend.DatabaseOperationalError):
         # The transaction must see database errors to retry
         raise
+    except RecursionError as exception:
+        raise TemplateError("the template calls itself too deep") \
+            from exception
     except Exception as exception:
         raise TemplateError(_reason(exception)) from exception
 
 
-def _generate(template, context):
+def _generate(template, context, budget):
     try:
-        stream = template.generate(**context)
+        stream = template.generate(SandboxContext(budget, **context))
     except TemplateError:
         raise
     except Exception as exception:
         raise TemplateError(_reason(exception)) from exception
-    return _guarded(stream)
+    return _guarded(stream, budget)
+
+
+@contextmanager
+def _rendering(budget):
+    "Give the guards of the sandbox the budget of the rendering"
+    token = use_budget(budget)
+    try:
+        yield
+    finally:
+        reset_budget(token)
 
 
 def check_title(text):
@@ -217,15 +216,44 @@ def check_title(text):
     _title_template(text)
 
 
-def render_title(text, context):
+def render_title(text, context, budget=None):
     "Render the title template as a single line"
     template = _title_template(text)
-    # As Genshi's text serializer, without its pipeline
-    rendered = ''.join(
-        str(data) for kind, data, _ in _generate(template, context)
-        if kind is TEXT)
+    budget = budget or new_budget()
+    with _rendering(budget):
+        # As Genshi's text serializer, without its pipeline
+        rendered = ''.join(
+            str(data) for kind, data, _ in _generate(
+                template, context, budget)
+            if kind is TEXT)
     # A header must fit on one line
     return ' '.join(rendered.split())
+
+
+def link_kind(href):
+    """Return how the link of an e-mail is sent
+
+    'unsubscribe', 'tracked' (a web link), 'untouched' (mailto:, tel:,
+    anchors, empty) or None for what an e-mail must not link to."""
+    if href == 'unsubscribe':
+        return 'unsubscribe'
+    elif href.startswith('unsubscribe|'):
+        next_url = href[len('unsubscribe|'):]
+        return ('unsubscribe' if not next_url or links.is_trackable(next_url)
+            else None)
+    elif not href or href.lower().startswith(_UNTRACKED_PREFIXES):
+        return 'untouched'
+    elif links.is_trackable(href):
+        return 'tracked'
+    return None
+
+
+def check_href(href):
+    "Raise TemplateError if an e-mail may not link to href"
+    if link_kind(href) is None:
+        raise TemplateError(
+            f"the link {href!r} is not a web link (http or https), "
+            "a mailto:, tel: or # link, or unsubscribe")
 
 
 def _is_html(tag, name):
@@ -242,13 +270,16 @@ class _LinkFilter:
         self.pixel_url = pixel_url
 
     def href(self, href):
-        if href == 'unsubscribe':
-            return self.unsubscribe_for(None)
-        elif href.startswith('unsubscribe|'):
+        kind = link_kind(href)
+        if kind == 'unsubscribe':
+            if href == 'unsubscribe':
+                return self.unsubscribe_for(None)
             return self.unsubscribe_for(href[len('unsubscribe|'):])
-        elif not href or href.lower().startswith(_UNTRACKED_PREFIXES):
+        elif kind == 'untouched':
             return href
-        return self.link_for(href)
+        elif kind == 'tracked':
+            return self.link_for(href)
+        check_href(href)
 
     def pixel(self, namespace, pos):
         tag = QName(f'{namespace}}}img' if namespace else 'img')
@@ -288,17 +319,24 @@ def check_html(text, context=None):
     "Raise TemplateError if text is not a valid HTML template"
     template = _html_template(text)
     if context is not None:
-        stream = _generate(template, context)
-        stream = _LinkFilter(
-            lambda url: url, lambda next_url: 'unsubscribe', 'pixel')(stream)
-        Stream(stream).render('html', encoding=None)
+        budget = new_budget()
+        with _rendering(budget):
+            stream = _generate(template, context, budget)
+            stream = _LinkFilter(
+                lambda url: url, lambda next_url: 'unsubscribe', 'pixel'
+                )(stream)
+            Stream(stream).render('html', encoding=None)
 
 
-def render_html(text, context, link_for, unsubscribe_for, pixel_url):
+def render_html(
+        text, context, link_for, unsubscribe_for, pixel_url, budget=None):
     "Render the HTML template with tracked links and the pixel"
     template = _html_template(text)
-    stream = _generate(template, context)
-    events = list(_LinkFilter(link_for, unsubscribe_for, pixel_url)(stream))
+    budget = budget or new_budget()
+    with _rendering(budget):
+        stream = _generate(template, context, budget)
+        events = list(
+            _LinkFilter(link_for, unsubscribe_for, pixel_url)(stream))
     html = _serialize_html(events)
     if html is None:
         html = Stream(events).render(
@@ -471,6 +509,19 @@ def _text_part(content, subtype):
         binascii.b2a_qp(b'\n'.join(lines) + b'\n', istext=True)
         .decode('ascii'))
     return part
+
+
+def recipient(name, address):
+    """Return the To header of the name and address
+
+    Raise ValueError if the address cannot receive e-mail."""
+    address = (address or '').strip()
+    local, _, domain = address.rpartition('@')
+    if (not local or not domain or '.' not in domain.strip('.')
+            or any(c.isspace() or c in '<>,;"()[]\\' for c in address)
+            or not address.isprintable()):
+        raise ValueError(f"invalid e-mail address {address!r}")
+    return format_address(address, name)
 
 
 def build_message(

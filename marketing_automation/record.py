@@ -550,10 +550,16 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                     candidates.append(row)
             if activity.condition:
                 targets = cls._targets(r.target for r in candidates)
+                matches = activity.match_records(list(targets.values()))
                 to_act = []
                 for row in candidates:
-                    if activity.match(targets[row.target]):
+                    matched = matches[targets[row.target]]
+                    if matched:
                         to_act.append(row.id)
+                    elif matched is None:
+                        # Tells nothing of the values the author cannot read
+                        notes[row.id] = gettext(
+                            'marketing_automation.msg_condition_unreadable')
                     else:
                         notes[row.id] = gettext(
                             'marketing_automation.msg_condition_false')

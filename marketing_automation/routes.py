@@ -7,35 +7,35 @@
 - ``/m/<database>/unsubscribe?r=<record token>[&next=<url>]``,
 - ``/m/empty.gif``: the transparent GIF of older e-mails.
 
-``<database>`` is the database name in URL-safe base64 without padding.
+``<database>`` is the database name in URL-safe base64 without padding
+(the unsubscribe route also accepts the padded spelling of the e-mails of
+older trytond versions); any other spelling is not found.
 The routes only parse the request, call one model method and shape the
 response; they run as user 0, so every token is checked first.
 """
-import base64
-import binascii
 import functools
+import logging
 import os
-import re
-from urllib.parse import urlsplit
 
 from genshi.template import MarkupTemplate
-from werkzeug.urls import iri_to_uri
 
+from trytond import backend
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import (
-    HTTPStatus, Response, abort, allow_null_origin, redirect,
+    HTTPStatus, Response, abort, allow_null_origin, exceptions, redirect,
     set_max_request_size, with_pool, with_transaction)
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import connections, links
+from .links import location
+
+logger = logging.getLogger(__name__)
 
 # The routes allow the "null" origin: browsers send it with the form of a
 # page whose referrer policy is no-referrer, and so may mail clients.
 # Nothing more than a small form is ever posted to these routes
 MAX_REQUEST_SIZE = 16 * 1024
-MAX_DATABASE_SEGMENT = 344  # 256 bytes in base64
-_DATABASE_SEGMENT = re.compile(r'[A-Za-z0-9_-]+={0,2}')
 ONE_CLICK = 'One-Click'
 
 _NO_STORE = {
@@ -56,69 +56,70 @@ _PAGE_HEADERS = {
 
 # Parsing helpers
 
-def decode_database(segment):
-    "Return the database name of the URL segment or None if it is invalid"
-    if (not isinstance(segment, str)
-            or len(segment) > MAX_DATABASE_SEGMENT
-            or not _DATABASE_SEGMENT.fullmatch(segment)):
-        return None
-    segment = segment.rstrip('=')
-    segment += '=' * (-len(segment) % 4)
-    try:
-        name = base64.b64decode(segment, altchars=b'-_', validate=True)
-        name = name.decode('utf-8')
-    except (binascii.Error, ValueError):
-        return None
-    if not name or any(c in name for c in '/\\') or not name.isprintable():
-        return None
-    return name
-
-
-def location(url):
-    """Return url as werkzeug sends it in a Location header or None
-
-    werkzeug turns the IRI into a URI (punycode host, non-ASCII and unsafe
-    characters percent-encoded, the rest kept); None tells it cannot."""
-    try:
-        return iri_to_uri(url)
-    except ValueError:
-        return None
-
-
-def is_web_url(url):
-    "Tell if url is an absolute HTTP(S) URL a browser reads the same way"
-    if not url or len(url) > 4096:
-        return False
-    if any(c == '\\' or not c.isprintable() or c.isspace() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        return (parts.scheme.lower() in {'http', 'https'}
-            and bool(parts.hostname)
-            and parts.username is None and parts.password is None)
-    except ValueError:
-        return False
-
-
 def single(args, key):
     "Return the value of the parameter given once or None"
     values = args.getlist(key)
     return values[0] if len(values) == 1 else None
 
 
-def with_database(func):
+def route(path, methods):
+    """Register a public route whose every answer carries _NO_STORE
+
+    The rule accepts all methods and the route answers 405 itself, so that
+    the errors of the router get the headers too."""
+    allowed = set(methods) | {'OPTIONS'}
+    if 'GET' in allowed:
+        allowed.add('HEAD')
+
+    def decorator(func):
+        @functools.wraps(func)
+        def wrapper(request, *args, **kwargs):
+            try:
+                if request.method not in allowed:
+                    raise exceptions.MethodNotAllowed(sorted(allowed))
+                elif request.method == 'OPTIONS':
+                    # As trytond answers it for every other path
+                    response = Response(status=HTTPStatus.NO_CONTENT)
+                else:
+                    response = func(request, *args, **kwargs)
+            except exceptions.HTTPException as exception:
+                response = exception.get_response(request.environ)
+            except backend.DatabaseOperationalError:
+                logger.debug(
+                    "Exception when processing %s", request, exc_info=True)
+                response = exceptions.ServiceUnavailable().get_response(
+                    request.environ)
+            for name, value in _NO_STORE.items():
+                response.headers.setdefault(name, value)
+            return response
+        app.route(path)(wrapper)
+        return wrapper
+    return decorator
+
+
+def with_database(padded=False):
     """Decode the database segment of the URL and give the pool
 
-    An undecodable name or a database that does not exist is not found."""
-    pooled = with_pool(func)
+    A segment that is not the spelling of our links, a database that does
+    not exist or that has not the module activated are all not found: the
+    answer does not tell which databases exist."""
+    def decorator(func):
+        @with_pool
+        def activated(request, pool, *args, **kwargs):
+            try:
+                pool.get('marketing.automation.record.activity')
+            except KeyError:
+                abort(HTTPStatus.NOT_FOUND)
+            return func(request, pool, *args, **kwargs)
 
-    @functools.wraps(func)
-    def wrapper(request, database, *args, **kwargs):
-        database_name = decode_database(database)
-        if database_name is None:
-            abort(HTTPStatus.NOT_FOUND)
-        return pooled(request, database_name, *args, **kwargs)
-    return wrapper
+        @functools.wraps(func)
+        def wrapper(request, database, *args, **kwargs):
+            database_name = links.database_name(database, padded=padded)
+            if database_name is None:
+                abort(HTTPStatus.NOT_FOUND)
+            return activated(request, database_name, *args, **kwargs)
+        return wrapper
+    return decorator
 
 
 def with_hit_transaction(readonly):
@@ -189,7 +190,7 @@ def accepted_language(accept_languages, codes):
 
 # Routes
 
-@app.route('/m/empty.gif', methods=['GET'])
+@route('/m/empty.gif', methods=['GET'])
 @allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
 def empty_gif(request):
@@ -197,10 +198,10 @@ def empty_gif(request):
     return _gif()
 
 
-@app.route('/m/<database>/o/<token>.gif', methods=['GET'])
+@route('/m/<database>/o/<token>.gif', methods=['GET'])
 @allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
-@with_database
+@with_database()
 def email_opened(request, pool, token):
     "The open pixel: always the GIF, the event only on GET of a known token"
     if request.method == 'GET' and links.is_token(token):
@@ -216,16 +217,16 @@ def _email_opened(request, pool, token):
         RecordActivity.on_email_opened([record_activity])
 
 
-@app.route('/m/<database>/c/<token>', methods=['GET'])
+@route('/m/<database>/c/<token>', methods=['GET'])
 @allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
-@with_database
+@with_database()
 def email_clicked(request, pool, token):
     "A tracked link: redirect to the signed URL, the event only on GET"
     url = single(request.args, 'u')
     signature = single(request.args, 's')
-    if not (links.is_token(token) and url and signature
-            and location(url)):
+    destination = links.redirect_location(url)
+    if not (links.is_token(token) and signature and destination):
         abort(HTTPStatus.NOT_FOUND)
     if request.method == 'GET':
         found = _email_clicked(request, pool, token, url, signature)
@@ -233,9 +234,7 @@ def email_clicked(request, pool, token):
         found = _check_click(request, pool, token, url, signature)
     if not found:
         abort(HTTPStatus.NOT_FOUND)
-    response = redirect(location(url), code=HTTPStatus.FOUND)
-    response.headers.update(_NO_STORE)
-    return response
+    return redirect(destination, code=HTTPStatus.FOUND)
 
 
 def _clicked_record_activity(pool, token, url, signature):
@@ -262,10 +261,10 @@ def _check_click(request, pool, token, url, signature):
     return bool(_clicked_record_activity(pool, token, url, signature))
 
 
-@app.route('/m/<database>/unsubscribe', methods=['GET', 'POST'])
+@route('/m/<database>/unsubscribe', methods=['GET', 'POST'])
 @allow_null_origin
 @set_max_request_size(MAX_REQUEST_SIZE)
-@with_database
+@with_database(padded=True)
 def unsubscribe(request, pool):
     """Confirm (GET) and unsubscribe (POST) a record
 
@@ -278,7 +277,7 @@ def unsubscribe(request, pool):
         one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
         next_url = None if one_click else single(request.args, 'next')
         if next_url is not None and not (
-                is_web_url(next_url) and location(next_url)):
+                links.is_web_url(next_url) and location(next_url)):
             next_url = None
         return _unsubscribe(request, pool, token, one_click, next_url)
     return _unsubscribe_confirm(request, pool, token)
@@ -311,9 +310,7 @@ def _unsubscribe(request, pool, token, one_click, next_url):
     if not one_click and next_url and (
             links.is_same_site(next_url, links.automation_base())
             or record.is_known_url(next_url)):
-        response = redirect(location(next_url), code=HTTPStatus.SEE_OTHER)
-        response.headers.update(_NO_STORE)
-        return response
+        return redirect(location(next_url), code=HTTPStatus.SEE_OTHER)
     with Transaction().set_context(
             language=_language(pool, request, record)):
         if one_click:

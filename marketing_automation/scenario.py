@@ -18,8 +18,9 @@ from trytond.model import ModelSQL, ModelView, Workflow, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, PYSONDecoder
 from trytond.tools import grouped_slice
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, check_access
 
+from . import rights
 from .exceptions import DomainError
 from .mixin import marketing_models
 from .statistics import daily_trend, rate
@@ -169,7 +170,15 @@ class Scenario(Workflow, ModelSQL, ModelView):
     def get_models(cls):
         pool = Pool()
         Model = pool.get('ir.model')
-        return [(m, Model.get_name(m)) for m in marketing_models()]
+        ModelAccess = pool.get('ir.model.access')
+        models = marketing_models()
+        transaction = Transaction()
+        # Validation runs without access check: there the rights of the
+        # author are checked by check_domain, with a clearer message
+        if transaction.user and transaction.check_access:
+            models = [m for m in models
+                if ModelAccess.check(m, 'read', raise_exception=False)]
+        return [(m, Model.get_name(m)) for m in models]
 
     def get_domain(self):
         "Return the decoded domain of the scenario"
@@ -198,6 +207,29 @@ class Scenario(Workflow, ModelSQL, ModelView):
                         scenario=scenario.rec_name,
                         domain=scenario.domain,
                         error=exception)) from exception
+            scenario.check_domain_rights(Model, domain)
+
+    def check_domain_rights(self, Model, domain):
+        "Raise DomainError if the user cannot read what the domain uses"
+        try:
+            rights.check_domain(Model, domain)
+        except rights.ReadRefused as refused:
+            if refused.field is not None:
+                message = 'msg_scenario_domain_field_unreadable'
+            elif refused.model == Model:
+                message = 'msg_scenario_model_unreadable'
+            else:
+                message = 'msg_scenario_domain_model_unreadable'
+            message = 'marketing_automation.' + message
+            raise DomainError(gettext(
+                    message, scenario=self.rec_name,
+                    **refused.names())) from refused
+        except rights.UnknownField as exception:
+            raise DomainError(gettext(
+                    'marketing_automation.msg_scenario_invalid_domain',
+                    scenario=self.rec_name,
+                    domain=self.domain,
+                    error=exception)) from exception
 
     @classmethod
     def get_record_counts(cls, scenarios, names):
@@ -239,12 +271,17 @@ class Scenario(Workflow, ModelSQL, ModelView):
         return result
 
     def count_matching(self):
-        "Return how many records the domain matches now"
+        "Return how many records the domain matches now for the user"
         Model = Pool().get(self.model)
+        # With the rights of the reader: the count of a domain over what
+        # the reader cannot read would tell its values
         try:
-            return Model.search(self.get_domain(), count=True)
-        except Exception:
-            logger.debug("Fail to count %s", self, exc_info=True)
+            domain = self.get_domain()
+            rights.check_domain(Model, domain)
+            with check_access():
+                return Model.search(domain, count=True)
+        except Exception as exception:
+            logger.debug("Fail to count %s: %r", self, exception)
             return 0
 
     @classmethod
@@ -297,7 +334,12 @@ class Scenario(Workflow, ModelSQL, ModelView):
                 # the domain of one scenario fails in the database
                 cursor.execute('SAVEPOINT marketing_automation_trigger')
                 try:
-                    scenario.enrol()
+                    if scenario.author_reads_domain():
+                        scenario.enrol()
+                    else:
+                        logger.error(
+                            "Skip %s: its author cannot read its domain",
+                            scenario)
                 except Exception:
                     cursor.execute(
                         'ROLLBACK TO SAVEPOINT marketing_automation_trigger')
@@ -305,6 +347,18 @@ class Scenario(Workflow, ModelSQL, ModelView):
                 else:
                     cursor.execute(
                         'RELEASE SAVEPOINT marketing_automation_trigger')
+
+    def author_reads_domain(self):
+        "Tell if the author of the scenario can read what its domain uses"
+        author = self.write_uid or self.create_uid
+        Model = Pool().get(self.model)
+        domain = self.get_domain()
+        with Transaction().set_user(author.id if author else 0):
+            try:
+                rights.check_domain(Model, domain)
+            except (rights.ReadRefused, rights.UnknownField):
+                return False
+        return True
 
     def enrol(self, batch_size=None):
         "Insert the records matching the domain and schedule the roots"

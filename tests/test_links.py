@@ -338,3 +338,92 @@ def test_linked_urls(set_base):
     assert 'https://shop.example/in-text' not in urls
     assert 'https://shop.example/a' not in urls
     assert links.linked_urls(None) == set()
+
+
+@pytest.mark.parametrize('url', TRICKY_URLS + [
+        'http://shop.example',
+        'HTTPS://SHOP.EXAMPLE/',
+        'https://shop.example/line\nbreak\ttab',
+        'https://user@shop.example/',
+        'https://[::1]:8000/',
+        ])
+def test_is_trackable(url):
+    assert links.is_trackable(url) is True
+
+
+@pytest.mark.parametrize('href', [
+        'javascript:alert(1)',
+        'JAVASCRIPT:alert(1)',
+        ' javascript:alert(1)',
+        'java\tscript:alert(1)',
+        '\x00javascript:alert(1)',
+        'data:text/html,<script>alert(1)</script>',
+        'vbscript:msgbox(1)',
+        'file:///etc/passwd',
+        'ftp://shop.example/',
+        'mailto:shop@example.com',
+        'tel:+3212345678',
+        '#top',
+        '/relative',
+        'relative',
+        '//evil.example/',
+        'https:evil.example',
+        'https:/evil.example',
+        'https:\\\\evil.example/',
+        'https://',
+        'https://a b/',
+        'https://shop.example:99999/',
+        'https://a..b/',
+        'unsubscribe',
+        'unsubscribe|https://shop.example/',
+        '',
+        None,
+        b'https://shop.example/',
+        ])
+def test_is_trackable_rejects(href):
+    assert links.is_trackable(href) is False
+    assert links.redirect_location(href) is None
+
+
+def test_redirect_location_is_werkzeug_location():
+    for url in TRICKY_URLS:
+        assert links.redirect_location(url) == links.location(url)
+
+
+@pytest.mark.parametrize('name', [
+        'test', 'db-1', 'ünïcode', 'a', 'ab', 'abc', ':memory:'])
+def test_database_name(name):
+    assert links.database_name(links.database_segment(name)) == name
+    padded = links.database_segment(name, padded=True)
+    assert links.database_name(padded, padded=True) == name
+    assert padded.rstrip('=') == links.database_segment(name)
+
+
+@pytest.mark.parametrize('segment,padded', [
+        # "test" is dGVzdA, padded dGVzdA==
+        ('dGVzdA=', False),
+        ('dGVzdA==', False),
+        ('dGVzdA===', False),
+        ('dGVzdA=', True),
+        ('dGVzdA===', True),
+        # unused trailing bits set
+        ('dGVzdB', False),
+        ('dGVzdP', True),
+        ('dGVzdB==', True),
+        # "abc" has no padding
+        ('YWJj=', True),
+        ('YWJj==', True),
+        ('', False),
+        ('A', False),
+        ('!!!', False),
+        ('dGVz/A', False),
+        ('dGVz+A', False),
+        ('=dGVzdA', False),
+        ('Lw', False),  # "/"
+        ('AA', False),  # "\0"
+        ('w4', False),  # not UTF-8
+        ('A' * 400, False),
+        (None, False),
+        ])
+def test_database_name_rejects(segment, padded):
+    assert links.database_name(segment, padded=padded) is None
