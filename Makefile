@@ -7,7 +7,7 @@
 #   make test TRYTOND_DATABASE_URI=postgresql://postgres@127.0.0.1:5432/
 #   make lint                 flake8 and isort with Tryton's settings
 #   make bench                the benchmark (see doc/design.rst)
-#   make clean                remove caches and build files (distclean: + venv)
+#   make clean                remove caches and build files (distclean: + venvs)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -99,7 +99,7 @@ clean:
 		-exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-client
 
 # Drop, before a run on PostgreSQL, the test database DB_NAME and the
 # template databases that earlier runs left on the server as DB_CACHE:
