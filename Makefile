@@ -46,7 +46,7 @@ SOURCE_HASH = $(shell cat setup.py tryton.cfg $(STAMP) \
 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-LINT_PATHS := $(wildcard setup.py marketing_automation tests bench demo)
+LINT_PATHS := $(wildcard setup.py marketing_automation tests bench demo doc/*.py)
 
 .PHONY: all test lint demo bench clean distclean
 

@@ -1124,8 +1124,14 @@ class Bench:
     # Hits
 
     def collect_links(self, expect):
-        "Read the pixel, click and unsubscribe URLs of the sent e-mails"
+        """Read the pixel, click and unsubscribe URLs of the sent e-mails
+
+        The e-mails are archived without their tokens: those of the record
+        and of its root record activity are put back."""
+        from marketing_automation.links import REDACTED
         email = self.table('ir.email')
+        record = self.table('marketing.automation.record')
+        record_activity = self.table('marketing.automation.record.activity')
         wanted = expect.pixel | expect.click | expect.blocked
         pixel = re.compile(r'<img src="([^"]*/o/[^"]*\.gif)"')
         click = re.compile(r'<a href="([^"]*/c/[^"]*)"')
@@ -1135,14 +1141,25 @@ class Bench:
         last = 0
         while True:
             rows = self.sql(
-                'SELECT id, recipients, body FROM %s '
-                'WHERE marketing_automation_activity = %%s AND id > %%s '
-                'ORDER BY id LIMIT 5000' % email,
+                'SELECT e.id, e.recipients, e.body, r.uuid, a.uuid '
+                'FROM %s AS e '
+                'JOIN %s AS r ON r.id = e.marketing_automation_record '
+                'JOIN %s AS a ON a.record = r.id '
+                'AND a.activity = e.marketing_automation_activity '
+                'WHERE e.marketing_automation_activity = %%s AND e.id > %%s '
+                'ORDER BY e.id LIMIT 5000' % (
+                    email, record, record_activity),
                 (self.ids['root'], last))
             if not rows:
                 break
-            for id_, recipients, body in rows:
+            for id_, recipients, body, record_token, token in rows:
                 last = id_
+                check(record_token not in body and token not in body,
+                    "tokens archived in the e-mail %s", id_)
+                body = body.replace(
+                    '/o/%s.gif' % REDACTED, '/o/%s.gif' % token).replace(
+                    '/c/%s?' % REDACTED, '/c/%s?' % token).replace(
+                    'r=%s' % REDACTED, 'r=%s' % record_token)
                 i = int(address.search(recipients).group(1))
                 if i not in wanted:
                     continue

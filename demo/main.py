@@ -3,11 +3,13 @@
 """The demo, step by step (``demo/run.py`` calls ``main``)
 
 1. a fresh SQLite database with marketing_automation and sale (trytond-admin)
-2. the sample shop and its three scenarios (proteus, in this process)
+2. the sample shop and its three scenarios (proteus, in this process),
+   the configuration wizard marked done
 3. the SMTP server writing demo/outbox/ and trytond serving the links
 4. the crons run once (trytond-cron --once), the customers read their
    e-mails over HTTP, life goes on in the shop, one day passes, the crons
-   run again and the customers read the new e-mails
+   run again and the customers read the new e-mails; then what happened
+   is spread over the last weeks, for the reporting per day
 5. the report, and how to look at it all with the Tryton client
 
 ``play_story`` is step 4 without the processes: the test of the demo runs
@@ -21,6 +23,7 @@ import sys
 import time
 from collections import Counter
 
+from proteus import Model
 from proteus import config as proteus_config
 
 from trytond.pool import Pool
@@ -74,6 +77,51 @@ def fast_forward(database_name, delta):
                 Cron.write([cron], {'next_call': cron.next_call - delta})
         transaction.commit()
     return len(waiting)
+
+
+def spread_history(database_name, days=28):
+    """Move each record and what happened to it back by up to days
+
+    The demo plays its story in a few minutes: spread over the last weeks,
+    the reporting per day shows a history instead of one bar.  A record and
+    its e-mails move together, by a number of days and hours given by its
+    id; what still waits for a date stays as scheduled.  Return the number
+    of records moved."""
+    with Transaction().start(database_name, 0) as transaction:
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Email = pool.get('ir.email')
+        cursor = transaction.connection.cursor()
+        record = Record.__table__()
+        cursor.execute(*record.select(record.id, record.create_date))
+        rows = cursor.fetchall()
+
+        def offset(record_id):
+            return dt.timedelta(
+                days=record_id * 11 % days, hours=record_id * 7 % 12)
+
+        def move(table, columns, where):
+            cursor.execute(*table.select(table.id, *columns, where=where))
+            for id_, *values in cursor.fetchall():
+                values = [v - delta if v else v for v in values]
+                cursor.execute(*table.update(
+                        columns, values, where=table.id == id_))
+
+        for record_id, _ in rows:
+            delta = offset(record_id)
+            move(record, [record.create_date], record.id == record_id)
+            record_activity = RecordActivity.__table__()
+            move(record_activity,
+                [record_activity.at, record_activity.create_date,
+                    record_activity.write_date],
+                (record_activity.record == record_id)
+                & (record_activity.state != 'waiting'))
+            email = Email.__table__()
+            move(email, [email.create_date, email.write_date],
+                email.marketing_automation_record == record_id)
+        transaction.commit()
+    return len(rows)
 
 
 def _delivery(config, outbox, seen, activity_keys, names, say):
@@ -151,6 +199,12 @@ def play_story(
     counts, _ = recipients.play(browser, mails, say=say, seed=2)
     story['actions'].append(counts)
     _say_counts(counts, names, say)
+
+    title("The history spread over the last 4 weeks")
+    story['spread'] = spread_history(config.database_name)
+    say("  %d records and their e-mails moved back by up to 4 weeks, so "
+        "that" % story['spread'])
+    say("  the reporting per day shows a history")
     return story
 
 
@@ -187,7 +241,18 @@ def setup(config, say=print):
             len(the_shop.carts), len(the_shop.idle_carts)))
     scenario_ids, activity_ids = scenarios.create_scenarios(
         config, the_shop.name, shop.SHOP_SITE)
+    close_config_wizard(config)
     return the_shop, scenario_ids, activity_ids
+
+
+def close_config_wizard(config):
+    "Mark the configuration wizard done: the demo has set the database up"
+    Item = Model.get('ir.module.config_wizard.item', config=config)
+    items = Item.find([('state', '!=', 'done')])
+    for item in items:
+        item.state = 'done'
+    Item.save(items)
+    return len(items)
 
 
 def connection_help(settings, serving):

@@ -3,9 +3,9 @@
 import datetime as dt
 import logging
 from collections import defaultdict
-from email.utils import getaddresses, make_msgid
+from email.utils import getaddresses
 
-from sql import Literal
+from sql import Literal, Null
 from sql.aggregate import Count, Max, Sum
 from sql.conditionals import Case
 from sql.functions import CurrentTimestamp
@@ -16,10 +16,9 @@ from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
-from trytond.pyson import Bool, Eval, PYSONDecoder
+from trytond.pyson import PYSON, Bool, Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
-from trytond.url import host
 
 from . import links, message, rights, sandbox
 from .access import RecordReader
@@ -27,7 +26,7 @@ from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
 from .record import ids_of
 from .smtp import RecordActivitySMTPDataManager
-from .statistics import daily_trend, rate
+from .statistics import daily_trend, email_sent_where, rate
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class Activity(ModelSQL, ModelView):
                 ('email_opened_not', "Email Not Opened"),
                 ('email_clicked', "Email Clicked"),
                 ('email_clicked_not', "Email Not Clicked"),
-                ], "On",
+                ], "On", sort=False,
             states={
                 'invisible': Eval('parent_action') != 'send_email',
                 }),
@@ -81,7 +80,10 @@ class Activity(ModelSQL, ModelView):
     condition = fields.Char(
         "Condition",
         help="A PYSON expression the record must match for the action to "
-        "run, with the record as 'self'.")
+        "run; it reads the fields of the record as Eval('self.field'), for "
+        "example Eval('self.state') == 'draft' for a sale still in draft, "
+        "or Eval('self.lang.code', '') == 'fr' for a party who reads "
+        "French.")
     delay = fields.TimeDelta(
         "Delay",
         domain=['OR',
@@ -114,29 +116,93 @@ class Activity(ModelSQL, ModelView):
             'invisible': Eval('action') != 'send_email',
             'required': Eval('action') == 'send_email',
             },
-        help="A Genshi XHTML template for the body.")
+        help="The body of the e-mail: a Genshi XHTML template, with the "
+        "record as 'record'; a link to \"unsubscribe\" becomes the link to "
+        "leave the scenario.")
 
     record_count = fields.Function(
         fields.Integer(
-            "Records", help="The number of records the activity was run for."),
+            "Records",
+            help="The number of records the activity was run for, whether "
+            "it acted or skipped them."),
+        'get_statistics')
+    record_count_waiting = fields.Function(
+        fields.Integer(
+            "Waiting",
+            help="The number of records for which the activity is due "
+            "later or waits for an event."),
+        'get_statistics')
+    record_count_cancelled = fields.Function(
+        fields.Integer(
+            "Cancelled",
+            help="The number of records for which the activity will not run "
+            "because the opposite event happened."),
+        'get_statistics')
+    record_count_failed = fields.Function(
+        fields.Integer(
+            "Failed",
+            help="The number of records whose e-mail could not be delivered "
+            "after all the tries."),
+        'get_statistics')
+    record_count_skipped = fields.Function(
+        fields.Integer(
+            "Skipped",
+            help="The number of records the activity ran for without acting, "
+            "as its note says: condition not met, record gone, no valid "
+            "e-mail address or template failing."),
+        'get_statistics')
+    email_sent = fields.Function(
+        fields.Integer(
+            "Emails Sent",
+            help="The number of e-mails the activity sent."),
         'get_statistics')
     email_opened = fields.Function(
-        fields.Integer("Emails Opened"), 'get_statistics')
+        fields.Integer(
+            "Emails Opened",
+            help="The number of e-mails sent that were opened."),
+        'get_statistics')
     email_clicked = fields.Function(
-        fields.Integer("Emails Clicked"), 'get_statistics')
+        fields.Integer(
+            "Emails Clicked",
+            help="The number of e-mails sent with a link clicked."),
+        'get_statistics')
+    email_unsubscribed = fields.Function(
+        fields.Integer(
+            "Unsubscribed",
+            help="The number of records the activity sent an e-mail to that "
+            "are now blocked in the scenario."),
+        'get_statistics')
     email_open_rate = fields.Function(
-        fields.Float("Email Open Rate", digits=(1, 4)), 'get_statistics')
+        fields.Float(
+            "Open Rate", digits=(1, 4),
+            help="The share of the e-mails sent that were opened."),
+        'get_statistics')
     email_click_rate = fields.Function(
-        fields.Float("Email Click Rate", digits=(1, 4)), 'get_statistics')
+        fields.Float(
+            "Click Rate", digits=(1, 4),
+            help="The share of the e-mails sent with a link clicked."),
+        'get_statistics')
     email_click_through_rate = fields.Function(
-        fields.Float("Email Click-Through Rate", digits=(1, 4)),
+        fields.Float(
+            "Click-Through Rate", digits=(1, 4),
+            help="The share of the e-mails opened with a link clicked."),
         'get_statistics')
     email_open_rate_trend = fields.Function(
-        fields.Char("Email Open Rate Trend"), 'get_trends')
+        fields.Char(
+            "Open Rate Trend",
+            help="The open rate per day of sending over the last 30 days."),
+        'get_trends')
     email_click_rate_trend = fields.Function(
-        fields.Char("Email Click Rate Trend"), 'get_trends')
+        fields.Char(
+            "Click Rate Trend",
+            help="The click rate per day of sending over the last 30 days."),
+        'get_trends')
     email_click_through_rate_trend = fields.Function(
-        fields.Char("Email Click-Through Rate Trend"), 'get_trends')
+        fields.Char(
+            "Click-Through Rate Trend",
+            help="The click-through rate per day of sending over the last "
+            "30 days."),
+        'get_trends')
 
     @classmethod
     def __setup__(cls):
@@ -220,6 +286,19 @@ class Activity(ModelSQL, ModelView):
     @fields.depends('event', 'negative')
     def on_change_negative(self):
         self.on = self.get_on('on')
+
+    @classmethod
+    def view_toolbar_get(cls):
+        pool = Pool()
+        ModelData = pool.get('ir.model.data')
+        toolbar = super().view_toolbar_get()
+        # The generic relate searches e-mails by resource, but those sent
+        # are archived with the enrolled record as resource
+        archives = ModelData.get_id('ir', 'act_email_form_relate')
+        return {
+            **toolbar,
+            'relate': [r for r in toolbar['relate'] if r['id'] != archives],
+            }
 
     @classmethod
     def default_negative(cls):
@@ -318,15 +397,24 @@ class Activity(ModelSQL, ModelView):
         for activity in activities:
             if not activity.condition:
                 continue
+            # The errors are raised from None: their cause is a typo of the
+            # user, whose traceback would only fill the log
             try:
                 condition = PYSONDecoder(noeval=True).decode(
                     activity.condition)
             except Exception as exception:
                 raise ConditionError(gettext(
-                        'marketing_automation.msg_activity_invalid_condition',
+                        'marketing_automation'
+                        '.msg_activity_condition_not_pyson',
                         activity=activity.rec_name,
-                        condition=activity.condition,
-                        error=exception)) from exception
+                        error=str(exception) or exception.__class__.__name__)
+                    ) from None
+            if not isinstance(condition, (PYSON, bool)):
+                raise ConditionError(gettext(
+                        'marketing_automation'
+                        '.msg_activity_condition_not_pyson',
+                        activity=activity.rec_name,
+                        error=repr(condition)))
             if activity.scenario and activity.scenario.model:
                 activity.check_condition_rights(
                     pool.get(activity.scenario.model), condition)
@@ -342,7 +430,13 @@ class Activity(ModelSQL, ModelView):
                     activity=self.rec_name,
                     path=exception.path,
                     model=exception.model.__names__()['model'])
-                ) from exception
+                ) from None
+        except rights.InvalidName as exception:
+            raise ConditionError(gettext(
+                    'marketing_automation'
+                    '.msg_activity_condition_invalid_name',
+                    activity=self.rec_name,
+                    name=exception.name)) from None
         except rights.ReadRefused as refused:
             if refused.field is None:
                 message = (
@@ -354,7 +448,7 @@ class Activity(ModelSQL, ModelView):
                     '.msg_activity_condition_field_unreadable')
             raise ConditionError(gettext(
                     message, activity=self.rec_name,
-                    **refused.names())) from refused
+                    **refused.names())) from None
 
     @classmethod
     def check_email_templates(cls, activities):
@@ -404,40 +498,61 @@ class Activity(ModelSQL, ModelView):
     def get_statistics(cls, activities, names):
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
+        Record = pool.get('marketing.automation.record')
         record_activity = RecordActivity.__table__()
+        record = Record.__table__()
+        activity = cls.__table__()
         cursor = Transaction().connection.cursor()
 
-        counts = defaultdict(lambda: (0, 0, 0))
+        def count_if(condition):
+            return Sum(Case((condition, 1), else_=0))
+        done = record_activity.state == 'done'
+        sent = email_sent_where(record_activity, activity)
+        columns = {
+            'record_count': count_if(done),
+            'record_count_waiting': count_if(
+                record_activity.state == 'waiting'),
+            'record_count_cancelled': count_if(
+                record_activity.state == 'cancelled'),
+            'record_count_failed': count_if(
+                record_activity.state == 'failed'),
+            'record_count_skipped': count_if(
+                done & (record_activity.note != Null)),
+            'email_sent': count_if(sent),
+            'email_opened': count_if(
+                sent & (record_activity.email_opened == Literal(True))),
+            'email_clicked': count_if(
+                sent & (record_activity.email_clicked == Literal(True))),
+            'email_unsubscribed': count_if(
+                sent & (record.blocked == Literal(True))),
+            }
+        counts = defaultdict(lambda: dict.fromkeys(columns, 0))
         for sub_activities in grouped_slice(activities, MAX_QUERY_PARAMS):
             ids = [a.id for a in sub_activities]
-            cursor.execute(*record_activity.select(
-                    record_activity.activity,
-                    Count(record_activity.id),
-                    Sum(Case(
-                            (record_activity.email_opened == Literal(True), 1),
-                            else_=0)),
-                    Sum(Case(
-                            (record_activity.email_clicked == Literal(True),
-                                1),
-                            else_=0)),
+            cursor.execute(*record_activity.join(
+                    record, condition=record_activity.record == record.id
+                    ).join(
+                    activity, condition=record_activity.activity == activity.id
+                    ).select(
+                    record_activity.activity, *columns.values(),
                     where=fields.SQL_OPERATORS['in'](
-                        record_activity.activity, ids)
-                    & (record_activity.state == 'done'),
+                        record_activity.activity, ids),
                     group_by=record_activity.activity))
-            for activity_id, count, opened, clicked in cursor:
-                counts[activity_id] = (count, opened or 0, clicked or 0)
+            for activity_id, *values in cursor:
+                counts[activity_id] = {
+                    n: v or 0 for n, v in zip(columns, values)}
 
         result = {name: {} for name in names}
         for activity in activities:
-            count, opened, clicked = counts[activity.id]
-            values = {
-                'record_count': count,
-                'email_opened': opened,
-                'email_clicked': clicked,
-                'email_open_rate': rate(opened, count),
-                'email_click_rate': rate(clicked, count),
-                'email_click_through_rate': rate(clicked, opened),
-                }
+            values = counts[activity.id]
+            sent = values['email_sent']
+            opened = values['email_opened']
+            clicked = values['email_clicked']
+            values.update({
+                    'email_open_rate': rate(opened, sent),
+                    'email_click_rate': rate(clicked, sent),
+                    'email_click_through_rate': rate(clicked, opened),
+                    })
             for name in names:
                 result[name][activity.id] = values[name]
         return result
@@ -447,10 +562,11 @@ class Activity(ModelSQL, ModelView):
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
         record_activity = RecordActivity.__table__()
+        activity = cls.__table__()
         computes = {
-            'email_open_rate_trend': lambda c, o, k: rate(o, c),
-            'email_click_rate_trend': lambda c, o, k: rate(k, c),
-            'email_click_through_rate_trend': lambda c, o, k: rate(k, o),
+            'email_open_rate_trend': lambda s, o, k: rate(o, s),
+            'email_click_rate_trend': lambda s, o, k: rate(k, s),
+            'email_click_through_rate_trend': lambda s, o, k: rate(k, o),
             }
         aggregates = [
             Count(record_activity.id),
@@ -464,9 +580,11 @@ class Activity(ModelSQL, ModelView):
         ids = [a.id for a in activities]
         return {
             name: daily_trend(
-                record_activity, record_activity.activity, record_activity.at,
+                record_activity.join(activity,
+                    condition=record_activity.activity == activity.id),
+                record_activity.activity, record_activity.at,
                 aggregates, computes[name], ids,
-                where=record_activity.state == 'done')
+                where=email_sent_where(record_activity, activity))
             for name in names}
 
     def match(self, record, reader=None):
@@ -481,10 +599,11 @@ class Activity(ModelSQL, ModelView):
             return bool(PYSONDecoder(env).decode(self.condition))
         except AccessError:
             raise
-        except Exception:
+        except Exception as exception:
+            # A line: the cause is in the condition, not in the code
             logger.warning(
-                "Fail to evaluate condition of %s on %s", self, record,
-                exc_info=True)
+                "Fail to evaluate condition of %s on %s: %r",
+                self, record, exception)
             return False
 
     def match_records(self, records):
@@ -611,7 +730,7 @@ class Activity(ModelSQL, ModelView):
                             error=exception)[:200]
                         continue
                     subject = ' '.join(title.split())
-                    message_id = make_msgid(domain=host())
+                    message_id = message.message_id(email_from, sender)
                     try:
                         msg = message.build_message(
                             from_addr=email_from,
@@ -633,7 +752,9 @@ class Activity(ModelSQL, ModelView):
                     datamanager.put_record_activity(
                         row.id, msg, envelope_from, [address])
                     emails.append({
-                            'recipients': to_addr,
+                            # Decoded, to be found by a search on the name
+                            'recipients': message.display_address(
+                                name, address),
                             'addresses': [address],
                             'subject': subject,
                             'message_id': message_id,

@@ -8,14 +8,15 @@ time, iterations and output per message); the templates themselves may not
 hold Python code blocks nor includes, and their links must be web links.
 """
 import binascii
+import datetime as dt
 import functools
 import re
 import uuid
 from contextlib import contextmanager
-from email.headerregistry import HeaderRegistry
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
-from email.utils import getaddresses
+from email.utils import format_datetime, getaddresses, make_msgid
 from html import unescape
 
 from genshi.core import (
@@ -524,6 +525,25 @@ def recipient(name, address):
     return format_address(address, name)
 
 
+def display_address(name, address):
+    "Return the name and address as people read them, not MIME-encoded"
+    address = address.strip()
+    try:
+        return str(Address(display_name=name or '', addr_spec=address))
+    except (ValueError, IndexError):
+        return f'{name} <{address}>' if name else address
+
+
+def message_id(*from_addrs):
+    "Return a new Message-ID in the domain of the first sender's address"
+    for _, address in getaddresses([a for a in from_addrs if a]):
+        _, at, domain = address.rpartition('@')
+        domain = domain.strip().rstrip('.')
+        if at and domain:
+            return make_msgid(domain=domain)
+    return make_msgid()
+
+
 def build_message(
         *, from_addr, sender=None, to_addr, subject, html, unsubscribe_url,
         unsubscribe_mailto=None, headers=None):
@@ -551,6 +571,9 @@ def build_message(
     msg['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click'
     for name, value in dict(headers or {}).items():
         msg[name] = value
+    if 'Date' not in msg:
+        # With the local offset: trytond would write -0000, an unknown zone
+        msg['Date'] = format_datetime(dt.datetime.now().astimezone())
     msg['MIME-Version'] = '1.0'
     # Quoted-printable never writes "==": the boundary cannot occur in the
     # parts

@@ -21,6 +21,24 @@ class Party(MarketingAutomationMixin, metaclass=PoolMeta):
         'party.party-unsubscribed-marketing.automation.scenario',
         'party', 'scenario', "Marketing Automation Unsubscribed",
         help="The marketing scenarios the party does not enter any more.")
+    marketing_automation_records = fields.Function(
+        fields.Many2Many(
+            'marketing.automation.record', None, None, "Marketing Records",
+            help="The entries of the party and of its documents in the "
+            "marketing scenarios."),
+        'get_marketing_automation_records')
+
+    @classmethod
+    def get_marketing_automation_records(cls, parties, name):
+        pool = Pool()
+        Record = pool.get('marketing.automation.record')
+        records = defaultdict(list)
+        for sub_parties in grouped_slice(parties, MAX_QUERY_PARAMS):
+            for record in Record.search([
+                        ('party', 'in', [p.id for p in sub_parties]),
+                        ], order=[('create_date', 'DESC'), ('id', 'DESC')]):
+                records[record.party.id].append(record.id)
+        return {p.id: records[p.id] for p in parties}
 
     def get_marketing_party(self, name):
         return self.id

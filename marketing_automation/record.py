@@ -6,7 +6,7 @@ from collections import defaultdict, namedtuple
 
 from sql import Conflict, Literal, Null
 from sql.functions import CurrentTimestamp
-from sql.operators import Exists
+from sql.operators import Concat, Exists
 
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
@@ -87,6 +87,16 @@ class Record(ModelSQL, ModelView):
     uuid = fields.Char(
         "UUID", readonly=True, strip=False,
         help="The unguessable token of the record in public URLs.")
+    party = fields.Function(
+        fields.Many2One(
+            'party.party', "Party",
+            help="The party of the record, or the record itself."),
+        'get_party', searcher='search_party')
+    activities = fields.One2Many(
+        'marketing.automation.record.activity', 'record', "Activities",
+        readonly=True,
+        help="What the activities of the scenario did or will do for the "
+        "record.")
 
     @classmethod
     def __setup__(cls):
@@ -134,12 +144,45 @@ class Record(ModelSQL, ModelView):
         return [(m, Model.get_name(m)) for m in marketing_models()]
 
     def get_rec_name(self, name):
-        if self.record and self.record.id >= 0:
-            try:
-                return self.record.rec_name
-            except Exception:
-                pass
-        return self.uuid
+        target = self.record
+        if target is None or target.id is None or target.id < 0:
+            return ''
+        try:
+            target_name = target.rec_name
+            party = target.marketing_party
+        except Exception:
+            # The enrolled record may be gone
+            return ''
+        if party and party != target:
+            # A sale in draft is named after its id only
+            return '%s: %s' % (party.rec_name, target_name)
+        return target_name
+
+    def get_party(self, name):
+        party = self.marketing_party()
+        return party.id if party else None
+
+    @classmethod
+    def search_party(cls, name, clause):
+        pool = Pool()
+        Party = pool.get('party.party')
+        table = cls.__table__()
+        _, operator, operand, *extra = clause
+        nested = clause[0][len(name) + 1:]
+        if not nested:
+            nested = 'rec_name' if isinstance(operand, str) else 'id'
+        parties = Party.search(
+            [(nested, operator, operand, *extra)], order=[], query=True)
+        references = None
+        for model in marketing_models():
+            Model = pool.get(model)
+            target = Model.__table__()
+            query = target.select(
+                Concat(model + ',', target.id),
+                where=Model.marketing_party_column(target).in_(parties))
+            references = query if references is None else references | query
+        return [('id', 'in', table.select(
+                    table.id, where=table.record.in_(references)))]
 
     @classmethod
     def copy(cls, records, default=None):

@@ -13,6 +13,8 @@ from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
+from .statistics import email_sent_where
+
 
 class Context(ModelView):
     __name__ = 'marketing.automation.reporting.context'
@@ -59,8 +61,7 @@ class Context(ModelView):
 class _Reporting(ModelSQL, ModelView):
     "Shared fields and query of the reporting per period"
 
-    date = fields.Date("Date")
-    record_count = fields.Integer("Records")
+    date = fields.Date("Date", help="The start of the period.")
 
     @classmethod
     def __setup__(cls):
@@ -92,16 +93,22 @@ class _Reporting(ModelSQL, ModelView):
         return numerator / NullIf(denominator, 0)
 
 
-def _count_true(column):
-    return Sum(Case((column == Literal(True), 1), else_=0))
+def _count_true(condition):
+    return Sum(Case((condition, 1), else_=0))
 
 
 class ScenarioReporting(_Reporting):
     __name__ = 'marketing.automation.reporting.scenario'
 
     scenario = fields.Many2One('marketing.automation.scenario', "Scenario")
-    record_count_blocked = fields.Integer("Records Blocked")
-    block_rate = fields.Float("Block Rate", digits=(1, 4))
+    record_count = fields.Integer(
+        "Records", help="The number of records that entered the scenario.")
+    record_count_blocked = fields.Integer(
+        "Blocked",
+        help="The number of records that entered and are now blocked.")
+    block_rate = fields.Float(
+        "Block Rate", digits=(1, 4),
+        help="The share of the records that entered and are now blocked.")
 
     @classmethod
     def __setup__(cls):
@@ -114,7 +121,7 @@ class ScenarioReporting(_Reporting):
         record = Record.__table__()
         date = cls._period_date(record.create_date)
         count = Count(record.id)
-        blocked = _count_true(record.blocked)
+        blocked = _count_true(record.blocked == Literal(True))
         return record.select(
             Min(record.id).as_('id'),
             record.scenario.as_('scenario'),
@@ -132,12 +139,26 @@ class ActivityReporting(_Reporting):
     __name__ = 'marketing.automation.reporting.activity'
 
     activity = fields.Many2One('marketing.automation.activity', "Activity")
-    email_opened = fields.Integer("Emails Opened")
-    email_clicked = fields.Integer("Emails Clicked")
-    email_open_rate = fields.Float("Email Open Rate", digits=(1, 4))
-    email_click_rate = fields.Float("Email Click Rate", digits=(1, 4))
+    record_count = fields.Integer(
+        "Records",
+        help="The number of records the activity was run for, whether it "
+        "acted or skipped them.")
+    email_sent = fields.Integer(
+        "Emails Sent", help="The number of e-mails the activity sent.")
+    email_opened = fields.Integer(
+        "Emails Opened", help="The number of e-mails sent that were opened.")
+    email_clicked = fields.Integer(
+        "Emails Clicked",
+        help="The number of e-mails sent with a link clicked.")
+    email_open_rate = fields.Float(
+        "Open Rate", digits=(1, 4),
+        help="The share of the e-mails sent that were opened.")
+    email_click_rate = fields.Float(
+        "Click Rate", digits=(1, 4),
+        help="The share of the e-mails sent with a link clicked.")
     email_click_through_rate = fields.Float(
-        "Email Click-Through Rate", digits=(1, 4))
+        "Click-Through Rate", digits=(1, 4),
+        help="The share of the e-mails opened with a link clicked.")
 
     @classmethod
     def __setup__(cls):
@@ -146,25 +167,33 @@ class ActivityReporting(_Reporting):
     @classmethod
     def table_query(cls):
         pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
         RecordActivity = pool.get('marketing.automation.record.activity')
         table = RecordActivity.__table__()
+        activity = Activity.__table__()
         date = cls._period_date(table.at)
         count = Count(table.id)
-        opened = _count_true(table.email_opened)
-        clicked = _count_true(table.email_clicked)
+        sent_where = email_sent_where(table, activity)
+        sent = _count_true(sent_where)
+        opened = _count_true(
+            sent_where & (table.email_opened == Literal(True)))
+        clicked = _count_true(
+            sent_where & (table.email_clicked == Literal(True)))
         ratio = cls._ratio
 
         def as_float(expression):
             return cls.email_open_rate.sql_cast(expression)
-        return table.select(
+        return table.join(activity, condition=table.activity == activity.id
+            ).select(
             Min(table.id).as_('id'),
             table.activity.as_('activity'),
             date.as_('date'),
             count.as_('record_count'),
+            sent.as_('email_sent'),
             opened.as_('email_opened'),
             clicked.as_('email_clicked'),
-            as_float(ratio(as_float(opened), count)).as_('email_open_rate'),
-            as_float(ratio(as_float(clicked), count)).as_('email_click_rate'),
+            as_float(ratio(as_float(opened), sent)).as_('email_open_rate'),
+            as_float(ratio(as_float(clicked), sent)).as_('email_click_rate'),
             as_float(ratio(as_float(clicked), opened)).as_(
                 'email_click_through_rate'),
             where=(table.state == 'done') & (table.at != Null)

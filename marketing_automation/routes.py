@@ -16,9 +16,11 @@ response; they run as user 0, so every token is checked first.
 import functools
 import logging
 import os
+from email.utils import parseaddr
 
 from genshi.template import MarkupTemplate
 
+import trytond.config as config
 from trytond import backend
 from trytond.i18n import gettext
 from trytond.protocols.wrappers import (
@@ -145,14 +147,34 @@ def _page_template():
         return MarkupTemplate(fp, filepath=path)
 
 
-def _page(title, text, button=None):
+def _page(title, text, button=None, sender=None):
     language = (Transaction().language or 'en').replace('_', '-')
     html = _page_template().generate(
         language=language, title=title, text=text, button=button,
+        sender=sender,
         ).render('html', doctype='html5', encoding=None)
     return Response(
         html, content_type='text/html; charset=utf-8',
         headers=_PAGE_HEADERS)
+
+
+def _sender(pool, record):
+    "Return the line that tells who sends the e-mails of the record"
+    Activity = pool.get('marketing.automation.activity')
+    # The From of the scenario's e-mails, which is always set: the
+    # scenario has no company, and the configuration has a default
+    activities = Activity.search([
+            ('scenario', '=', record.scenario.id),
+            ('action', '=', 'send_email'),
+            ('email_from', '!=', None),
+            ], order=[('id', 'ASC')], limit=1)
+    from_ = (activities[0].email_from if activities
+        else config.get('marketing', 'email_from')
+        or config.get('email', 'from'))
+    name, address = parseaddr(from_ or '')
+    return gettext(
+        'marketing_automation.msg_unsubscribe_sender',
+        sender=name or address or from_)
 
 
 def _language(pool, request, record):
@@ -299,7 +321,8 @@ def _unsubscribe_confirm(request, pool, token):
         return _page(
             gettext('marketing_automation.msg_unsubscribe_title'),
             gettext('marketing_automation.msg_unsubscribe_question'),
-            gettext('marketing_automation.msg_unsubscribe_button'))
+            gettext('marketing_automation.msg_unsubscribe_button'),
+            sender=_sender(pool, record))
 
 
 @with_hit_transaction(readonly=False)
@@ -319,4 +342,5 @@ def _unsubscribe(request, pool, token, one_click, next_url):
                 content_type='text/plain; charset=utf-8', headers=_NO_STORE)
         return _page(
             gettext('marketing_automation.msg_unsubscribed_title'),
-            gettext('marketing_automation.msg_unsubscribed'))
+            gettext('marketing_automation.msg_unsubscribed'),
+            sender=_sender(pool, record))

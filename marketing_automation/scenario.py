@@ -4,7 +4,7 @@ import logging
 from collections import defaultdict
 from contextlib import contextmanager
 
-from sql import Cast, Conflict, Literal
+from sql import Cast, Conflict, Literal, Null
 from sql.aggregate import Count, Max, Sum
 from sql.conditionals import Case
 from sql.functions import CurrentTimestamp, Function, Lower
@@ -23,7 +23,7 @@ from trytond.transaction import Transaction, check_access
 from . import rights
 from .exceptions import DomainError
 from .mixin import marketing_models
-from .statistics import daily_trend, rate
+from .statistics import daily_trend, email_sent_where, rate
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,11 @@ def _bulk_cache(cursor):
         cursor.execute('PRAGMA cache_size = %d' % int(size))
 
 
+def _reason(exception):
+    "Return the message of the exception for a user"
+    return str(exception) or exception.__class__.__name__
+
+
 def sql_token():
     "Return an SQL expression of a fresh 128-bit random token in hexadecimal"
     if backend.name == 'sqlite':
@@ -95,12 +100,16 @@ class Scenario(Workflow, ModelSQL, ModelView):
         'readonly': Eval('state') != 'draft',
         }
 
-    name = fields.Char("Name", translate=True)
+    name = fields.Char("Name", required=True, translate=True)
     model = fields.Selection(
         'get_models', "Model", required=True, states=_states)
     domain = fields.Char(
         "Domain", required=True, states=_states,
-        help="A PYSON domain that selects the records entering the scenario.")
+        help="A PYSON domain that selects the records entering the "
+        "scenario: a list of clauses (field, operator, value), for example "
+        "[('name', 'ilike', '%coffee%')] or, for sales, "
+        "[('state', '=', 'draft'), "
+        "('create_date', '<', DateTime(delta_hours=-2))].")
     activities = fields.One2Many(
         'marketing.automation.activity', 'parent', "Activities")
     unsubscribable = fields.Boolean(
@@ -120,11 +129,29 @@ class Scenario(Workflow, ModelSQL, ModelView):
             "the number of records the domain matches now."),
         'get_record_counts')
     record_count_blocked = fields.Function(
-        fields.Integer("Records Blocked"), 'get_record_counts')
+        fields.Integer(
+            "Blocked",
+            help="The number of records blocked in the scenario, most often "
+            "because they unsubscribed."),
+        'get_record_counts')
     block_rate = fields.Function(
-        fields.Float("Block Rate", digits=(1, 4)), 'get_record_counts')
+        fields.Float(
+            "Block Rate", digits=(1, 4),
+            help="The share of the records of the scenario that are "
+            "blocked."),
+        'get_record_counts')
     block_rate_trend = fields.Function(
-        fields.Char("Block Rate Trend"), 'get_block_rate_trend')
+        fields.Char(
+            "Block Rate Trend",
+            help="The block rate of the records per day of entry over the "
+            "last 30 days."),
+        'get_block_rate_trend')
+    email_sent = fields.Function(
+        fields.Integer(
+            "Emails Sent",
+            help="The number of e-mails the activities of the scenario "
+            "sent."),
+        'get_record_counts')
 
     del _states
 
@@ -153,6 +180,32 @@ class Scenario(Workflow, ModelSQL, ModelView):
                     'depends': ['state'],
                     },
                 })
+
+    @classmethod
+    def __register__(cls, module):
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        exists = backend.TableHandler.table_exist(cls._table)
+        if exists:
+            # The name is required since 8.2
+            cursor.execute(*table.update(
+                    [table.name],
+                    [Concat('Scenario ', Cast(table.id, 'VARCHAR'))],
+                    where=(table.name == Null) | (table.name == '')))
+        super().__register__(module)
+
+    @classmethod
+    def view_toolbar_get(cls):
+        pool = Pool()
+        ModelData = pool.get('ir.model.data')
+        toolbar = super().view_toolbar_get()
+        # The generic relate searches e-mails by resource, but those sent
+        # are archived with the enrolled record as resource
+        archives = ModelData.get_id('ir', 'act_email_form_relate')
+        return {
+            **toolbar,
+            'relate': [r for r in toolbar['relate'] if r['id'] != archives],
+            }
 
     @classmethod
     def default_domain(cls):
@@ -197,20 +250,28 @@ class Scenario(Workflow, ModelSQL, ModelView):
             if not scenario.model:
                 continue
             Model = pool.get(scenario.model)
+            # The errors are raised from None: their cause is a typo of the
+            # user, whose traceback would only fill the log
             try:
                 domain = scenario.get_domain()
-                # Building the query validates field names and operators
+            except Exception as exception:
+                raise DomainError(gettext(
+                        'marketing_automation.msg_scenario_domain_not_pyson',
+                        scenario=scenario.rec_name,
+                        error=_reason(exception))) from None
+            scenario.check_domain_rights(Model, domain)
+            try:
+                # Building the query checks the values
                 Model.search(domain, order=[], query=True)
             except Exception as exception:
                 raise DomainError(gettext(
-                        'marketing_automation.msg_scenario_invalid_domain',
+                        'marketing_automation'
+                        '.msg_scenario_domain_invalid_value',
                         scenario=scenario.rec_name,
-                        domain=scenario.domain,
-                        error=exception)) from exception
-            scenario.check_domain_rights(Model, domain)
+                        error=_reason(exception))) from None
 
     def check_domain_rights(self, Model, domain):
-        "Raise DomainError if the user cannot read what the domain uses"
+        "Raise DomainError if the domain is not valid or not readable"
         try:
             rights.check_domain(Model, domain)
         except rights.ReadRefused as refused:
@@ -223,23 +284,43 @@ class Scenario(Workflow, ModelSQL, ModelView):
             message = 'marketing_automation.' + message
             raise DomainError(gettext(
                     message, scenario=self.rec_name,
-                    **refused.names())) from refused
+                    **refused.names())) from None
         except rights.UnknownField as exception:
             raise DomainError(gettext(
-                    'marketing_automation.msg_scenario_invalid_domain',
+                    'marketing_automation.msg_scenario_domain_unknown_field',
                     scenario=self.rec_name,
-                    domain=self.domain,
-                    error=exception)) from exception
+                    path=exception.path,
+                    name=exception.name,
+                    model=exception.model.__names__()['model'])) from None
+        except rights.InvalidOperator as exception:
+            raise DomainError(gettext(
+                    'marketing_automation'
+                    '.msg_scenario_domain_invalid_operator',
+                    scenario=self.rec_name,
+                    operator=exception.operator,
+                    operators=', '.join(
+                        '"%s"' % o for o in exception.operators()),
+                    **exception.names())) from None
+        except rights.InvalidClause as exception:
+            raise DomainError(gettext(
+                    'marketing_automation.msg_scenario_domain_invalid_clause',
+                    scenario=self.rec_name,
+                    clause=repr(exception.clause))) from None
 
     @classmethod
     def get_record_counts(cls, scenarios, names):
         pool = Pool()
         Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Activity = pool.get('marketing.automation.activity')
         record = Record.__table__()
+        record_activity = RecordActivity.__table__()
+        activity = Activity.__table__()
         cursor = Transaction().connection.cursor()
 
         counts = defaultdict(int)
         blocked = defaultdict(int)
+        sent = defaultdict(int)
         for sub_scenarios in grouped_slice(scenarios, MAX_QUERY_PARAMS):
             ids = [s.id for s in sub_scenarios]
             cursor.execute(*record.select(
@@ -251,9 +332,21 @@ class Scenario(Workflow, ModelSQL, ModelView):
             for scenario_id, count, blocked_count in cursor:
                 counts[scenario_id] = count
                 blocked[scenario_id] = blocked_count or 0
-        for scenario in scenarios:
-            if scenario.state == 'draft' and scenario.model:
-                counts[scenario.id] = scenario.count_matching()
+            if 'email_sent' in names:
+                cursor.execute(*record_activity.join(activity,
+                        condition=record_activity.activity == activity.id
+                        ).select(
+                        activity.scenario,
+                        Count(record_activity.id),
+                        where=fields.SQL_OPERATORS['in'](
+                            activity.scenario, ids)
+                        & email_sent_where(record_activity, activity),
+                        group_by=activity.scenario))
+                sent.update(cursor)
+        if 'record_count' in names:
+            for scenario in scenarios:
+                if scenario.state == 'draft' and scenario.model:
+                    counts[scenario.id] = scenario.count_matching()
 
         result = {}
         for name in names:
@@ -268,6 +361,8 @@ class Scenario(Workflow, ModelSQL, ModelView):
                     values[scenario.id] = (
                         rate(blocked[scenario.id], count)
                         if scenario.state != 'draft' else 0.)
+                elif name == 'email_sent':
+                    values[scenario.id] = sent[scenario.id]
         return result
 
     def count_matching(self):
@@ -312,7 +407,10 @@ class Scenario(Workflow, ModelSQL, ModelView):
     @ModelView.button
     @Workflow.transition('running')
     def run(cls, scenarios):
-        pass
+        # The matching records enter after the commit, not at the next
+        # hourly cron: without worker, before the client gets the answer
+        if scenarios:
+            cls.__queue__.trigger(scenarios)
 
     @classmethod
     @ModelView.button
@@ -338,8 +436,8 @@ class Scenario(Workflow, ModelSQL, ModelView):
                         scenario.enrol()
                     else:
                         logger.error(
-                            "Skip %s: its author cannot read its domain",
-                            scenario)
+                            "Skip %s: its domain is not valid or its "
+                            "author cannot read it", scenario)
                 except Exception:
                     cursor.execute(
                         'ROLLBACK TO SAVEPOINT marketing_automation_trigger')
@@ -349,14 +447,17 @@ class Scenario(Workflow, ModelSQL, ModelView):
                         'RELEASE SAVEPOINT marketing_automation_trigger')
 
     def author_reads_domain(self):
-        "Tell if the author of the scenario can read what its domain uses"
+        "Tell if the domain is valid and its author can read what it uses"
         author = self.write_uid or self.create_uid
         Model = Pool().get(self.model)
-        domain = self.get_domain()
+        try:
+            domain = self.get_domain()
+        except Exception:
+            return False
         with Transaction().set_user(author.id if author else 0):
             try:
                 rights.check_domain(Model, domain)
-            except (rights.ReadRefused, rights.UnknownField):
+            except (rights.ReadRefused, rights.InvalidDomain):
                 return False
         return True
 

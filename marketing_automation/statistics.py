@@ -3,6 +3,7 @@
 import datetime as dt
 from collections import defaultdict
 
+from sql import Null
 from sql.functions import DateTrunc
 
 from trytond.backend import MAX_QUERY_PARAMS
@@ -19,6 +20,17 @@ def rate(numerator, denominator, digits=4):
     if not denominator:
         return 0.
     return round((numerator or 0) / denominator, digits)
+
+
+def email_sent_where(record_activity, activity):
+    """Return the SQL condition of the record activities that sent an e-mail
+
+    record_activity and activity are the tables of the record activities and
+    of their activities, joined."""
+    # The engine notes on a done record activity why it sent nothing
+    return ((record_activity.state == 'done')
+        & (record_activity.note == Null)
+        & (activity.action == 'send_email'))
 
 
 def daily_trend(table, key, date, aggregates, compute, ids, where=None):

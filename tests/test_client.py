@@ -13,11 +13,9 @@ access to the system's GTK (``gi``) and the ``tryton`` package from PyPI,
 it).  Without it, or without Xvfb, the test is skipped, unless
 ``$TRYTON_CLIENT_PYTHON`` is set: then it must work.
 """
-import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -27,12 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from demo import server  # noqa: E402
+from demo import desktop, server  # noqa: E402
 
 DRIVER = os.path.join(ROOT, 'tests', 'client_views.py')
-CLIENT_PYTHON = os.environ.get('TRYTON_CLIENT_PYTHON') or os.path.join(
-    ROOT, '.venv-client', 'bin', 'python')
-XVFB = shutil.which('Xvfb')
+CLIENT_PYTHON = desktop.CLIENT_PYTHON
 TIMEOUT = 180
 # What GLib prints for the messages the driver's handlers did not get
 GTK_MESSAGE = re.compile(r'-(CRITICAL|ERROR) \*\*')
@@ -43,50 +39,10 @@ pytestmark = pytest.mark.skipif(
     reason="the client test builds its own SQLite database: it runs with "
     "the tests on SQLite only, to keep the PostgreSQL run short")
 
-# The demo's data, in a process of its own: proteus configures trytond
-BUILD = '''
-import json
-import sys
-
-from demo import main, recipients, server
-
-settings = server.Settings(**json.loads(sys.argv[1]))
-config = main.connect(settings)
-the_shop, scenario_ids, activity_ids = main.setup(config, say=str)
-outbox = server.Outbox(settings).start()
-trytond = server.Server(settings).start()
-try:
-    main.play_story(
-        config, the_shop, scenario_ids, activity_ids,
-        lambda: server.run_crons(settings), recipients.Browser(), outbox,
-        say=str)
-finally:
-    trytond.stop()
-    outbox.stop()
-'''
-
-
-def _client_missing():
-    "Return why the client cannot run here, or None"
-    if not XVFB:
-        return "Xvfb is not installed"
-    if not os.path.exists(CLIENT_PYTHON):
-        return "no Python for the client at %s" % CLIENT_PYTHON
-    probe = subprocess.run([CLIENT_PYTHON, '-c',
-            'import gi; gi.require_version("Gtk", "3.0"); '
-            'from gi.repository import Gtk; '
-            'import importlib.util; '
-            'assert importlib.util.find_spec("tryton")'],
-        capture_output=True, text=True, timeout=60)
-    if probe.returncode:
-        return "%s lacks gi, GTK 3 or tryton: %s" % (
-            CLIENT_PYTHON, probe.stderr.strip().splitlines()[-1:])
-    return None
-
 
 @pytest.fixture(scope='module')
 def client_python():
-    missing = _client_missing()
+    missing = desktop.client_missing(CLIENT_PYTHON)
     if missing and os.environ.get('TRYTON_CLIENT_PYTHON'):
         pytest.fail(missing)
     elif missing:
@@ -97,21 +53,8 @@ def client_python():
 @pytest.fixture(scope='module')
 def display(client_python):
     "An X display in memory"
-    read, write = os.pipe()
-    process = subprocess.Popen(
-        [XVFB, '-displayfd', str(write), '-screen', '0', '1280x1024x24',
-            '-nolisten', 'tcp'],
-        pass_fds=[write], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    os.close(write)
-    try:
-        with os.fdopen(read) as fp:
-            number = fp.readline().strip()
-        assert number, "Xvfb did not start"
-        yield ':' + number
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with desktop.display() as name:
+        yield name
 
 
 @pytest.fixture(scope='module')
@@ -119,14 +62,7 @@ def demo_server(client_python, tmp_path_factory):
     "The demo's database served by trytond; give its settings"
     settings = server.Settings(
         directory=str(tmp_path_factory.mktemp('client')))
-    settings.prepare()
-    server.create_database(settings)
-    build = subprocess.run(
-        [sys.executable, '-c', BUILD, json.dumps(
-                dataclasses.asdict(settings))],
-        cwd=ROOT, env=settings.environment(), capture_output=True,
-        text=True, timeout=TIMEOUT)
-    assert build.returncode == 0, build.stderr
+    desktop.build(settings, timeout=TIMEOUT)
     trytond = server.Server(settings).start()
     try:
         yield settings
@@ -135,18 +71,11 @@ def demo_server(client_python, tmp_path_factory):
 
 
 def _run_client(python, settings, display, home):
-    env = {
-        'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-        'HOME': str(home),
-        'DISPLAY': display,
-        'LANG': 'C.UTF-8',
-        # No accessibility bus to look for
-        'NO_AT_BRIDGE': '1',
-        }
     return subprocess.run(
         [python, DRIVER, '127.0.0.1:%s' % settings.web_port,
             settings.database, 'admin', settings.passfile],
-        env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        env=desktop.client_environment(display, home), capture_output=True,
+        text=True, timeout=TIMEOUT)
 
 
 def _problems(report):

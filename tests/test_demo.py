@@ -126,3 +126,38 @@ def test_demo(outbox):
     assert set(languages) == {(False, 'en'), (True, 'fr')}, languages
     assert any(m.subject.startswith('Bienvenue chez Blue Heron Coffee, ')
         for m in mails)
+
+
+def test_demo_spreads_history_and_closes_config_wizard(outbox):
+    "The demo marks the configuration wizard done and spreads its history"
+    import datetime as dt
+
+    from proteus import Model
+
+    from demo import main, recipients
+    from trytond.pool import Pool
+    from trytond.tests.tools import activate_modules
+    from trytond.wsgi import app
+
+    config = activate_modules(['marketing_automation', 'sale'])
+    the_shop, scenario_ids, activity_ids = main.setup(config, lambda _: None)
+    Item = Model.get('ir.module.config_wizard.item')
+    assert {i.state for i in Item.find([])} == {'done'}
+
+    def run_crons():
+        Pool(config.database_name).get('ir.cron').run(config.database_name)
+
+    story = main.play_story(
+        config, the_shop, scenario_ids, activity_ids, run_crons,
+        recipients.WSGIBrowser(app), outbox, say=lambda _: None)
+    Record = Model.get('marketing.automation.record')
+    RecordActivity = Model.get('marketing.automation.record.activity')
+    Email = Model.get('ir.email')
+    records = Record.find([])
+    assert story['spread'] == len(records) > 0
+    days = {r.create_date.date() for r in records}
+    assert len(days) >= 14
+    assert min(days) >= (dt.datetime.now() - dt.timedelta(days=29)).date()
+    assert len({r.at.date() for r in RecordActivity.find([
+                    ('state', '=', 'done'), ('at', '!=', None)])}) >= 14
+    assert len({e.create_date.date() for e in Email.find([])}) >= 14

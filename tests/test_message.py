@@ -2,7 +2,9 @@
 # this repository contains the full copyright notices and license terms.
 import email
 import email.policy
+import email.utils
 import re
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -586,3 +588,53 @@ def test_serialize_html_as_genshi(template, fallback):
     else:
         assert html == Stream(events).render(
             'html', encoding=None, strip_whitespace=False)
+
+
+@pytest.mark.parametrize('name, address, expected', [
+        ("Sébastien Leroy", 'seb@example.com',
+            "Sébastien Leroy <seb@example.com>"),
+        ("Leroy, Sébastien", 'seb@example.com',
+            '"Leroy, Sébastien" <seb@example.com>'),
+        (None, ' seb@example.com ', 'seb@example.com'),
+        ])
+def test_display_address_is_not_encoded(name, address, expected):
+    "The archived recipient is the name as people read it, not MIME"
+    assert message.display_address(name, address) == expected
+
+
+@pytest.mark.parametrize('from_addr, domain', [
+        ("Blue Heron <hello@blueheron.example.com>",
+            '@blueheron.example.com>'),
+        ('news@shop.example', '@shop.example>'),
+        ])
+def test_message_id_in_sender_domain(from_addr, domain):
+    "The Message-ID is in the domain of the sender, not localhost"
+    message_id = message.message_id(from_addr)
+    assert message_id.startswith('<') and message_id.endswith(domain)
+    assert message.message_id(from_addr) != message_id
+
+
+def test_message_id_without_domain():
+    "A sender without domain still gives a Message-ID"
+    assert re.fullmatch(r'<[^<>@\s]+@[^<>@\s]+>', message.message_id(''))
+
+
+def test_build_message_date_has_offset():
+    "The Date header carries a real UTC offset, not -0000"
+    msg = message.build_message(
+        from_addr='shop@example.com', to_addr='ann@example.com',
+        subject="Hello", html='<html><body><p>Hi</p></body></html>',
+        unsubscribe_url='https://shop.example/u')
+    date = msg['Date']
+    assert not date.endswith('-0000')
+    parsed = email.utils.parsedate_to_datetime(date)
+    assert parsed.utcoffset() is not None
+    assert abs(parsed.timestamp() - time.time()) < 60
+    raw = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert raw['Date'] == date
+
+
+def test_message_id_first_sender_with_domain():
+    "The Message-ID takes the domain of the first sender that has one"
+    assert message.message_id('root', 'Shop <a@shop.example>').endswith(
+        '@shop.example>')

@@ -1,11 +1,15 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 import datetime as dt
+import logging
+import traceback
+from contextlib import contextmanager
 
 from marketing_automation.exceptions import (
     ConditionError, DomainError, EventError, ParentError, TemplateError)
 from trytond.model.exceptions import ValidationError
 from trytond.pool import Pool
+from trytond.pyson import Eval, PYSONEncoder
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction
 
@@ -77,6 +81,22 @@ class MarketingAutomationTestCase(ModuleTestCase):
         self.assertTrue(activity.condition)
         with self.assertRaises(ConditionError):
             self.create_activity(scenario, condition='{"__class__": ')
+
+    @with_transaction()
+    def test_activity_condition_get_of_self(self):
+        "Test a condition reading a field with Eval('self', {}).get()"
+        pool = Pool()
+        Party = pool.get('party.party')
+        scenario = self.create_scenario()
+        activity = self.create_activity(
+            scenario, condition=PYSONEncoder().encode(
+                Eval('self', {}).get('name') == "Ann"))
+        ann, bob = Party.create([{'name': "Ann"}, {'name': "Bob"}])
+        self.assertTrue(activity.match(ann))
+        self.assertFalse(activity.match(bob))
+        with self.assertRaises(ConditionError):
+            self.create_activity(scenario, condition=PYSONEncoder().encode(
+                    Eval('self', {}).get('no_such_field') == "Ann"))
 
     @with_transaction()
     def test_activity_template_syntax(self):
@@ -524,6 +544,327 @@ class MarketingAutomationTestCase(ModuleTestCase):
         Record.delete([record])
         Scenario.trigger()
         self.assertEqual(Record.search([], count=True), 0)
+
+    @with_transaction()
+    def test_statistics_per_email_sent(self):
+        "Test the figures count e-mails sent, not records skipped"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Record = pool.get('marketing.automation.record')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        ActivityReporting = pool.get('marketing.automation.reporting.activity')
+        names = ["R1", "R2", "R3", "R4", "R5"]
+        Party.create([{
+                    'name': name,
+                    'contact_mechanisms': [('create', [{
+                                    'type': 'email',
+                                    'value': '%s@example.com' % name,
+                                    }])] if name != "R5" else [],
+                    } for name in names])
+        scenario = self.create_scenario(domain='[["name", "like", "R%"]]')
+        reminder = self.create_activity(
+            scenario, name="Reminder",
+            condition='{"__class__": "Not", "v": {"__class__": "Equal", '
+            '"s1": {"__class__": "Eval", "v": "self.name", "d": ""}, '
+            '"s2": "R4"}}',
+            **self.email_values())
+        thanks = self.create_activity(
+            reminder, name="Thanks", on='email_opened')
+        not_opened = self.create_activity(
+            reminder, name="Not Opened", on='email_opened_not',
+            delay=dt.timedelta(days=2))
+        scenario.run([scenario])
+        scenario.enrol()
+        RecordActivity.process(RecordActivity.search([]))
+        records = {r.record.name: r for r in Record.search([])}
+        sent = {r.record.record.name: r for r in RecordActivity.search([
+                    ('activity', '=', reminder.id)])}
+        # R4 does not match the condition and R5 has no e-mail address
+        self.assertEqual(
+            {n for n, r in sent.items() if r.note}, {"R4", "R5"})
+
+        RecordActivity.on_email_opened([sent["R1"], sent["R4"]])
+        RecordActivity.on_email_clicked([sent["R2"]])
+        Record.block([records["R3"], records["R4"]])
+
+        reminder = type(reminder)(reminder.id)
+        self.assertEqual(
+            (reminder.record_count, reminder.email_sent,
+                reminder.record_count_skipped, reminder.email_opened,
+                reminder.email_clicked, reminder.email_unsubscribed),
+            (5, 3, 2, 2, 1, 1))
+        self.assertEqual(
+            (reminder.email_open_rate, reminder.email_click_rate,
+                reminder.email_click_through_rate),
+            (0.6667, 0.3333, 0.5))
+        self.assertEqual(reminder.record_count_waiting, 0)
+        thanks, not_opened = type(thanks).browse([thanks, not_opened])
+        self.assertEqual(
+            (thanks.record_count_waiting, thanks.email_sent), (5, 0))
+        self.assertEqual(
+            (not_opened.record_count_waiting,
+                not_opened.record_count_cancelled),
+            (2, 3))
+        scenario = type(scenario)(scenario.id)
+        self.assertEqual(
+            (scenario.record_count, scenario.record_count_blocked,
+                scenario.email_sent, scenario.block_rate),
+            (5, 2, 3, 0.4))
+
+        with Transaction().set_context(period='month'):
+            report, = ActivityReporting.search([
+                    ('activity', '=', reminder.id)])
+            self.assertEqual(
+                (report.record_count, report.email_sent, report.email_opened,
+                    report.email_clicked),
+                (5, 3, 2, 1))
+            self.assertAlmostEqual(report.email_open_rate, 2 / 3)
+            self.assertAlmostEqual(report.email_click_rate, 1 / 3)
+            self.assertAlmostEqual(report.email_click_through_rate, 1 / 2)
+
+        # An e-mail that could not be delivered is not sent
+        RecordActivity.write([sent["R3"]], {'tries': 4})
+        RecordActivity.sending_failed({sent["R3"].id: "Refused"})
+        reminder = type(reminder)(reminder.id)
+        self.assertEqual(
+            (reminder.email_sent, reminder.record_count_failed,
+                reminder.email_unsubscribed, reminder.email_open_rate),
+            (2, 1, 0, 1.0))
+
+    @with_transaction()
+    def test_party_marketing_records(self):
+        "Test a party finds the records of itself and of its sales"
+        from trytond.modules.company.tests import create_company
+        pool = Pool()
+        Party = pool.get('party.party')
+        Sale = pool.get('sale.sale')
+        Record = pool.get('marketing.automation.record')
+        company = create_company()
+        ann, bob = Party.create([{'name': "Ann"}, {'name': "Bob"}])
+        with Transaction().set_context(company=company.id):
+            sale = Sale(party=ann, company=company, currency=company.currency)
+            sale.save()
+        parties = self.create_scenario(domain='[["name", "in", ["Ann"]]]')
+        root = self.create_activity(parties, name="Root")
+        sales = self.create_scenario(model='sale.sale')
+        for scenario in [parties, sales]:
+            scenario.run([scenario])
+            scenario.enrol()
+
+        records = Record.search([('party', '=', ann.id)])
+        self.assertEqual(
+            {r.record for r in records}, {ann, sale})
+        self.assertEqual({r.party for r in records}, {ann})
+        self.assertEqual(Record.search([('party', '=', bob.id)]), [])
+        self.assertEqual(
+            Record.search([('party.name', '=', "Ann")]), records)
+        self.assertEqual(
+            set(Party(ann.id).marketing_automation_records), set(records))
+        record, = Record.search([('record', '=', str(ann))])
+        self.assertEqual([a.activity for a in record.activities], [root])
+
+    @with_transaction()
+    def test_email_relates(self):
+        "Test activities and scenarios relate to their e-mails once"
+        pool = Pool()
+        for model in [
+                'marketing.automation.activity',
+                'marketing.automation.scenario']:
+            with self.subTest(model=model):
+                relates = [
+                    r['name']
+                    for r in pool.get(model).view_toolbar_get()['relate']]
+                self.assertEqual(relates.count("E-mails"), 1)
+                self.assertNotIn("Email Archives", relates)
+
+    @with_transaction()
+    def test_scenario_name_required(self):
+        "Test a scenario needs a name"
+        pool = Pool()
+        Scenario = pool.get('marketing.automation.scenario')
+        with self.assertRaises(ValidationError):
+            Scenario.create([{'model': 'party.party'}])
+
+    @with_transaction()
+    def test_activity_on_natural_order(self):
+        "Test the choices of On keep their natural order"
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        field = Activity.fields_get(['on'])['on']
+        self.assertFalse(field['sort'])
+        self.assertEqual(
+            [v for v, _ in field['selection']],
+            [None, 'email_opened', 'email_opened_not', 'email_clicked',
+                'email_clicked_not'])
+
+    @contextmanager
+    def assertLogsAtMostALine(self):
+        "Assert what is logged inside is at most a line, no traceback"
+        with self.assertLogs(level='DEBUG') as logs:
+            # assertLogs fails without any log
+            logging.getLogger(__name__).debug("start")
+            yield
+        records = logs.records[1:]
+        self.assertLessEqual(len(records), 1, logs.output)
+        for record in records:
+            self.assertIsNone(record.exc_info)
+            self.assertEqual(len(record.getMessage().splitlines()), 1)
+
+    def assertQuietError(self, error):
+        "Assert a user error carries no traceback of its cause"
+        self.assertIsNone(error.__cause__)
+        self.assertTrue(
+            error.__suppress_context__ or error.__context__ is None)
+        lines = ''.join(traceback.format_exception(error)).splitlines()
+        self.assertLess(len(lines), 30)
+        self.assertNotIn("RecursionError", '\n'.join(lines))
+
+    @with_transaction()
+    def test_scenario_domain_errors_name_the_problem(self):
+        "Test a typo in a domain is refused with a message naming it"
+        for domain, expected in [
+                ('[["name", "equals", "x"]]',
+                    ['operator "equals"', 'field "Name" of "Party"',
+                        '"ilike"']),
+                ('[["create_date", "like", "2020"]]',
+                    ['operator "like"', 'field "Created at" of "Party"']),
+                ('[["name", "child_of", "x"]]', ['operator "child_of"']),
+                ('[["nme", "=", "x"]]', ['"nme" is not a field of "Party"']),
+                ('[["addresses.cty", "=", "x"]]',
+                    ['"addresses.cty"',
+                        '"cty" is not a field of "Party Address"']),
+                ('[["name", "=",', ['not a valid PYSON expression']),
+                ('["OR", "name"]', ["'name', which is not a clause"]),
+                ('[["name"]]', ["['name'], which is not a clause"]),
+                ('[["name", "=", "x", "y"]]', ['which is not a clause']),
+                ('[["create_date", "<", "yesterday"]]',
+                    ['cannot be searched', 'yesterday']),
+                ]:
+            with self.subTest(domain=domain):
+                with self.assertLogsAtMostALine(), \
+                        self.assertRaises(DomainError) as cm:
+                    self.create_scenario(name="Typo", domain=domain)
+                for text in expected:
+                    self.assertIn(text, cm.exception.message)
+                self.assertIn('"Typo"', cm.exception.message)
+                self.assertQuietError(cm.exception)
+
+    @with_transaction()
+    def test_scenario_domain_valid_operators(self):
+        "Test the operators valid for their field are accepted"
+        for domain in [
+                [('name', 'not ilike', '%a%')],
+                [('create_date', '>=', dt.datetime(2020, 1, 1))],
+                [('addresses', 'where', [('city', 'in', ['X', 'Y'])])],
+                ['OR', ('code', '=', None), [('code', 'like', 'C%')]],
+                ]:
+            with self.subTest(domain=domain):
+                self.create_scenario(
+                    domain=PYSONEncoder().encode(domain))
+
+    @with_transaction()
+    def test_activity_condition_errors_name_the_problem(self):
+        "Test a typo in a condition is refused with a message naming it"
+        scenario = self.create_scenario(model='sale.sale')
+        for condition, expected in [
+                ("self.state == 'draft'",
+                    ['not a valid PYSON expression',
+                        "Eval('self.state') == 'draft'"]),
+                (PYSONEncoder().encode(Eval('state') == 'draft'),
+                    ['reads "state"', "Eval('self.field_name')"]),
+                (PYSONEncoder().encode(Eval('self.stat') == 'draft'),
+                    ['"self.stat"', '"Sale"']),
+                ('{"__class__": "Nothing"}', ['not a valid PYSON']),
+                ]:
+            with self.subTest(condition=condition):
+                with self.assertLogsAtMostALine(), \
+                        self.assertRaises(ConditionError) as cm:
+                    self.create_activity(
+                        scenario, name="Typo", condition=condition)
+                for text in expected:
+                    self.assertIn(text, cm.exception.message)
+                self.assertIn('"Typo"', cm.exception.message)
+                self.assertQuietError(cm.exception)
+
+    @with_transaction()
+    def test_domain_and_condition_help_give_examples(self):
+        "Test the help of domain and condition show the PYSON to type"
+        pool = Pool()
+        Scenario = pool.get('marketing.automation.scenario')
+        Activity = pool.get('marketing.automation.activity')
+        self.assertIn(
+            "[('name', 'ilike', '%coffee%')]", Scenario.domain.help)
+        self.assertIn("Eval('self.state') == 'draft'", Activity.condition.help)
+
+    @with_transaction()
+    def test_trigger_invalid_domain_logs_a_line(self):
+        "Test a running scenario whose domain became invalid logs one line"
+        pool = Pool()
+        Scenario = pool.get('marketing.automation.scenario')
+        scenario = self.create_scenario()
+        Scenario.write([scenario], {'state': 'running'})
+        table = Scenario.__table__()
+        cursor = Transaction().connection.cursor()
+        for domain in ['[["name", "equals", "x"]]', '[["name", "="']:
+            with self.subTest(domain=domain):
+                cursor.execute(*table.update(
+                        [table.domain], [domain],
+                        where=table.id == scenario.id))
+                for cache in Transaction().cache.values():
+                    cache.clear()
+                with self.assertLogsAtMostALine(), self.assertLogs(
+                        'marketing_automation', level='ERROR') as logs:
+                    Scenario.trigger(Scenario.browse([scenario.id]))
+                self.assertIn("domain is not valid", logs.output[0])
+
+    @with_transaction()
+    def test_run_enrols_in_background(self):
+        "Test Run pushes the enrolment of the scenario to the queue"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Scenario = pool.get('marketing.automation.scenario')
+        Queue = pool.get('ir.queue')
+        Party.create([{'name': "Ann"}, {'name': "Bob"}])
+        scenario = self.create_scenario(domain='[["name", "=", "Ann"]]')
+        Scenario.run([scenario])
+        task, = Queue.search([])
+        self.assertEqual(task.data['method'], 'trigger')
+        self.assertEqual(list(task.data['instances']), [scenario.id])
+        task.run()
+        scenario = Scenario(scenario.id)
+        self.assertEqual(scenario.state, 'running')
+        self.assertEqual(scenario.record_count, 1)
+
+    @with_transaction()
+    def test_archive_readable_recipient_and_sender_domain(self):
+        "Test the archive keeps the recipient's name readable and searchable"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Scenario = pool.get('marketing.automation.scenario')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Email = pool.get('ir.email')
+        Party.create([{
+                    'name': "Sébastien Leroy",
+                    'contact_mechanisms': [('create', [{
+                                    'type': 'email',
+                                    'value': 'seb@example.com',
+                                    }])],
+                    }])
+        scenario = self.create_scenario(
+            domain='[["name", "=", "Sébastien Leroy"]]')
+        self.create_activity(scenario, **self.email_values(
+                email_from="Blue Heron <hello@blueheron.example.com>"))
+        Scenario.run([scenario])
+        scenario.enrol()
+
+        RecordActivity.process(RecordActivity.search([]))
+
+        email, = Email.search([('recipients', 'ilike', '%Sébastien%')])
+        self.assertEqual(
+            email.recipients, "Sébastien Leroy <seb@example.com>")
+        self.assertTrue(
+            email.message_id.endswith('@blueheron.example.com>'),
+            email.message_id)
 
 
 del ModuleTestCase

@@ -9,6 +9,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from werkzeug.urls import iri_to_uri
 
+import trytond.config as config
 from marketing_automation import links, routes
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
@@ -750,3 +751,42 @@ class RoutesTestCase(RouteTestCase):
         state = self.state(data)
         self.assertTrue(state['clicked'])
         self.assertEqual(state['children']['not_clicked'][0], 'cancelled')
+
+    def set_email_from(self, data, email_from):
+        "Set the sender of the e-mail activities of the scenario"
+        with Transaction().start(DB_NAME, 0) as transaction:
+            Activity = Pool().get('marketing.automation.activity')
+            activities = Activity.search([
+                    ('scenario', '=', data.scenario),
+                    ('action', '=', 'send_email'),
+                    ])
+            Activity.write(activities, {'email_from': email_from})
+            transaction.commit()
+
+    def test_unsubscribe_page_sender(self):
+        "Test the unsubscribe pages say who sends the e-mails"
+        data = create_data()
+        self.set_email_from(
+            data, "Blue Heron Coffee <hello@blueheron.example.com>")
+        client = self.client()
+
+        for method in [client.get, client.post]:
+            with self.subTest(method=method.__name__):
+                page = method(self.unsubscribe(data)).get_data(as_text=True)
+                self.assertIn(
+                    '<p id="sender">These e-mails are sent by '
+                    'Blue Heron Coffee.</p>', page)
+
+    def test_unsubscribe_page_default_sender(self):
+        "Test the unsubscribe page names the configured sender by default"
+        data = create_data()
+        if not config.has_section('marketing'):
+            config.add_section('marketing')
+        previous = config.get('marketing', 'email_from')
+        config.set('marketing', 'email_from', 'Storefront <shop@example.com>')
+        try:
+            page = self.client().get(
+                self.unsubscribe(data)).get_data(as_text=True)
+        finally:
+            config.set('marketing', 'email_from', previous or '')
+        self.assertIn("These e-mails are sent by Storefront.", page)

@@ -1,0 +1,235 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""Take the screenshots of doc/images/ in the Tryton desktop client
+
+    .venv/bin/python doc/screenshots.py
+
+builds the demo's database (``demo/desktop.py``), serves it with trytond
+and, for each language, runs the Tryton 8.2 desktop client (the Python of
+``.venv-client`` or ``$TRYTON_CLIENT_PYTHON``) on an X display in memory.
+The client starts as ``tryton`` does, logs in as admin, sets the user's
+language in its preferences, opens the main screens of the module as a
+marketer would and saves its window as ``doc/images/NAME.LANG.png``.
+
+Run by the client's Python with ``--client``, this file is the part in the
+client.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGES = os.path.join(HERE, 'images')
+LANGUAGES = ['en', 'fr']
+WIDTH, HEIGHT = 1400, 900
+MODULE = 'marketing_automation'
+SCENARIO = 'marketing.automation.scenario'
+ACTIVITY = 'marketing.automation.activity'
+
+
+def main():
+    sys.path.insert(0, os.path.dirname(HERE))
+    from demo import desktop, server
+    missing = desktop.client_missing()
+    if missing:
+        sys.exit(missing)
+    start = time.monotonic()
+    os.makedirs(IMAGES, exist_ok=True)
+    with tempfile.TemporaryDirectory() as directory:
+        settings = server.Settings(directory=directory)
+        print("Building the demo's database…", flush=True)
+        desktop.build(settings)
+        trytond = server.Server(settings).start()
+        try:
+            with desktop.display('%sx%s' % (WIDTH, HEIGHT)) as display:
+                for language in LANGUAGES:
+                    print("Screenshots in %s…" % language, flush=True)
+                    home = os.path.join(directory, 'home-' + language)
+                    os.makedirs(home)
+                    subprocess.run([
+                            desktop.CLIENT_PYTHON, __file__, '--client',
+                            language, '127.0.0.1:%s' % settings.web_port,
+                            settings.database, settings.passfile],
+                        env=desktop.client_environment(display, home),
+                        check=True, timeout=120)
+        finally:
+            trytond.stop()
+    print("Done in %.0f s: %s" % (time.monotonic() - start, IMAGES))
+
+
+# The part in the client, run by its Python
+
+
+def pump(seconds=0.3):
+    "Let GTK draw and run its idle callbacks for a moment"
+    from gi.repository import Gtk
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        while Gtk.events_pending():
+            Gtk.main_iteration_do(False)
+        time.sleep(0.02)
+
+
+def call(model, method, *args):
+    from tryton.common import RPCExecute
+    return RPCExecute('model', model, method, *args)
+
+
+def page():
+    "The screen of the current tab"
+    from tryton.gui import Main
+    return Main().get_page().screen
+
+
+def open_action(xml_id, model=None, record_id=None):
+    "Open the action in a new tab, as a relate of the record if given"
+    from tryton.action import Action
+    action_id = call('ir.model.data', 'get_id', MODULE, xml_id)
+    data = {}
+    if record_id:
+        data = {'model': model, 'id': record_id, 'ids': [record_id]}
+    Action.execute(action_id, data, keyword=bool(data))
+    pump()
+    return page()
+
+
+def show(screen, record_id=None, view_type=None, tab=None):
+    "Select the tab of the action, the record and the type of view"
+    if tab is not None:
+        screen.screen_container.notebook.set_current_page(tab)
+        pump()
+    if record_id:
+        screen.current_record = screen.group.get(record_id)
+    if view_type and screen.current_view.view_type != view_type:
+        screen.switch_view(view_type)
+    screen.display()
+    pump()
+
+
+def shoot(name, language):
+    "Save the window of the client as doc/images/NAME.LANG.png"
+    from gi.repository import Gdk, Gtk
+    from tryton.gui import Main
+    pump(1)
+    # No cursor nor selected text in the fields
+    focus = Main().window.get_focus()
+    if isinstance(focus, Gtk.Editable):
+        focus.select_region(0, 0)
+    Main().window.set_focus(None)
+    pump()
+    window = Main().window.get_window()
+    pixbuf = Gdk.pixbuf_get_from_window(window, 0, 0, WIDTH, HEIGHT)
+    pixbuf.savev(
+        os.path.join(IMAGES, '%s.%s.png' % (name, language)), 'png',
+        ['compression'], ['9'])
+
+
+def tour(language):
+    "Open the main screens of the module and take their screenshots"
+    from tryton.gui import Main
+    app = Main()
+    call('res.user', 'set_preferences', {'language': language})
+    app.get_preferences()
+    # Without the tabs opened at the login
+    while app.pages:
+        app._sig_remove_book(None, app.pages[0].widget)
+    # The size given excludes the header bar: fill the screen with both
+    app.window.move(0, 0)
+    app.window.resize(WIDTH, HEIGHT)
+    pump()
+    app.window.resize(WIDTH, 2 * HEIGHT - app.window.get_window().get_height())
+    pump()
+
+    # The scenario with a tree of activities, and its first e-mail; the
+    # one on parties (the welcome) enrols the most records each day
+    [scenario_id] = call(
+        SCENARIO, 'search', [('activities.children', '!=', None)], 0, 1)
+    [activity_id] = call(ACTIVITY, 'search', [
+            ('parent', '=', '%s,%s' % (SCENARIO, scenario_id))], 0, 1)
+    [parties_id] = call(SCENARIO, 'search', [('model', '=', 'party.party')])
+
+    # Marketing › Scenarios in the menu, then without the menu
+    menu = [
+        call('ir.model.data', 'get_id', 'marketing', 'menu_marketing'),
+        call('ir.model.data', 'get_id', MODULE, 'menu_scenario_form')]
+    app.menu_screen.current_view.expand_nodes([menu[:1]])
+    pump()
+    app.menu_screen.current_view.select_nodes([menu])
+    screen = open_action('act_scenario_form')
+    show(screen, tab=-1)
+    shoot('scenario_list', language)
+    app.menu_toggle()
+    show(screen, scenario_id, 'form')
+    shoot('scenario_form', language)
+
+    screen = open_action('act_activity_tree', SCENARIO, scenario_id)
+    screen.current_view.treeview.expand_all()
+    shoot('activity_tree', language)
+    show(screen, activity_id, 'form')
+    shoot('activity_form', language)
+
+    screen = open_action('act_record_relate', SCENARIO, scenario_id)
+    shoot('record_list', language)
+    screen = open_action(
+        'act_record_activity_relate', ACTIVITY, activity_id)
+    show(screen, tab=-1)
+    shoot('record_activity_list', language)
+
+    screen = open_action(
+        'act_reporting_scenario_relate', SCENARIO, parties_id)
+    show(screen, view_type='graph')
+    shoot('reporting_scenario_graph', language)
+
+
+def client(language, host, database, passfile):
+    "Start the client as tryton does, logged in, then take the tour"
+    import gi
+    gi.require_version('Gtk', '3.0')
+    gi.require_version('Gdk', '3.0')
+    from gi.repository import GLib
+    from tryton import client
+    from tryton.common import common
+    from tryton.config import CONFIG
+    from tryton.gui import Main
+
+    with open(passfile) as fp:
+        password = fp.read().strip()
+    # What the login dialog asks
+    common.Login.get_password = classmethod(lambda cls, *a: password)
+
+    def refuse(dialog, *args, **kwargs):
+        "Fail instead of showing a dialog that would wait for a click"
+        raise RuntimeError('%s: %s' % (type(dialog).__name__, args))
+    common.UniqueDialog.__call__ = refuse
+    CONFIG['login.login'] = 'admin'
+    # The title shows the profile (the same at each run), not the port
+    CONFIG['login.profile'] = 'demo'
+    CONFIG['client.check_version'] = False
+    failed = []
+
+    def report(*exception):
+        traceback.print_exception(*exception)
+        failed.append(exception)
+
+    def run():
+        # Errors in GTK's callbacks too, not in the client's dialog
+        sys.excepthook = report
+        try:
+            tour(language)
+        except Exception:
+            report(*sys.exc_info())
+        Main().quit()
+    GLib.idle_add(run)
+    sys.argv = [
+        'tryton', '--no-thread', 'tryton://%s/%s' % (host, database)]
+    client.main()
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    if sys.argv[1:2] == ['--client']:
+        sys.exit(client(*sys.argv[2:]))
+    main()
