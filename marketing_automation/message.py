@@ -164,24 +164,10 @@ def _html_template(text):
     return _compile(MarkupTemplate, text)
 
 
-def _event_size(kind, data):
-    if kind is TEXT:
-        return len(data)
-    elif kind is START:
-        tag, attrs = data
-        return len(tag) + 2 + sum(len(n) + len(v) + 4 for n, v in attrs)
-    return 1
-
-
-def _guarded(stream, budget):
-    """Count the output of the stream against the budget
-
-    and turn the errors raised while the template runs into TemplateError"""
-    output = budget.output
+def _guarded(stream):
+    "Turn the errors raised while the template runs into TemplateError"
     try:
-        for kind, data, pos in stream:
-            output(_event_size(kind, data))
-            yield kind, data, pos
+        yield from stream
     except (TemplateError, backend.DatabaseOperationalError):
         # The transaction must see database errors to retry
         raise
@@ -192,6 +178,11 @@ def _guarded(stream, budget):
         raise TemplateError(_reason(exception)) from exception
 
 
+# The output is charged to the budget for a few events at once: reading
+# the clock at each one would cost a tenth of the rendering
+_CHARGE_EVERY = 32
+
+
 def _generate(template, context, budget):
     try:
         stream = template.generate(SandboxContext(budget, **context))
@@ -199,7 +190,7 @@ def _generate(template, context, budget):
         raise
     except Exception as exception:
         raise TemplateError(_reason(exception)) from exception
-    return _guarded(stream, budget)
+    return _guarded(stream)
 
 
 @contextmanager
@@ -223,14 +214,17 @@ def render_title(text, context, budget=None):
     budget = budget or new_budget()
     with _rendering(budget):
         # As Genshi's text serializer, without its pipeline
-        rendered = ''.join(
-            str(data) for kind, data, _ in _generate(
-                template, context, budget)
-            if kind is TEXT)
+        rendered = []
+        for kind, data, _ in _generate(template, context, budget):
+            if kind is TEXT:
+                budget.output(len(data))
+                rendered.append(str(data))
+        rendered = ''.join(rendered)
     # A header must fit on one line
     return ' '.join(rendered.split())
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE * 8)
 def link_kind(href):
     """Return how the link of an e-mail is sent
 
@@ -265,10 +259,11 @@ def _is_html(tag, name):
 class _LinkFilter:
     "Rewrite the links and add the tracking pixel of a rendered stream"
 
-    def __init__(self, link_for, unsubscribe_for, pixel_url):
+    def __init__(self, link_for, unsubscribe_for, pixel_url, budget):
         self.link_for = link_for
         self.unsubscribe_for = unsubscribe_for
         self.pixel_url = pixel_url
+        self.budget = budget
 
     def href(self, href):
         kind = link_kind(href)
@@ -295,12 +290,23 @@ class _LinkFilter:
         yield END, tag, pos
 
     def __call__(self, stream):
+        "Yield the events of stream, charging their size to the budget"
         depth = 0
         added = False
         pos = (None, -1, -1)
+        size = count = 0
         for kind, data, pos in stream:
-            if kind == START:
+            count += 1
+            if kind is TEXT:
+                size += len(data)
+            elif kind is START:
                 tag, attrs = data
+                for _, value in attrs:
+                    size += len(value)
+            if count == _CHARGE_EVERY:
+                self.budget.output(size + count)
+                size = count = 0
+            if kind is START:
                 if _is_html(tag, 'a') and 'href' in attrs:
                     attrs |= [(QName('href'), self.href(attrs.get('href')))]
                     data = tag, attrs
@@ -314,6 +320,7 @@ class _LinkFilter:
             yield kind, data, pos
         if not added:
             yield from self.pixel(None, pos)
+        self.budget.output(size + count)
 
 
 def check_html(text, context=None):
@@ -324,8 +331,8 @@ def check_html(text, context=None):
         with _rendering(budget):
             stream = _generate(template, context, budget)
             stream = _LinkFilter(
-                lambda url: url, lambda next_url: 'unsubscribe', 'pixel'
-                )(stream)
+                lambda url: url, lambda next_url: 'unsubscribe', 'pixel',
+                budget)(stream)
             Stream(stream).render('html', encoding=None)
 
 
@@ -336,8 +343,8 @@ def render_html(
     budget = budget or new_budget()
     with _rendering(budget):
         stream = _generate(template, context, budget)
-        events = list(
-            _LinkFilter(link_for, unsubscribe_for, pixel_url)(stream))
+        events = list(_LinkFilter(
+                link_for, unsubscribe_for, pixel_url, budget)(stream))
     html = _serialize_html(events)
     if html is None:
         html = Stream(events).render(
