@@ -307,9 +307,12 @@ class _LinkFilter:
                 self.budget.output(size + count)
                 size = count = 0
             if kind is START:
-                if _is_html(tag, 'a') and 'href' in attrs:
-                    attrs |= [(QName('href'), self.href(attrs.get('href')))]
-                    data = tag, attrs
+                href = attrs.get('href') if _is_html(tag, 'a') else None
+                if href is not None:
+                    href = self.href(href)
+                    data = tag, Attrs([
+                            (n, href if n == 'href' else v)
+                            for n, v in attrs])
                 elif _is_html(tag, 'body'):
                     depth += 1
             elif kind == END and _is_html(data, 'body'):
