@@ -13,7 +13,7 @@ import functools
 import re
 import uuid
 from contextlib import contextmanager
-from email.headerregistry import Address, HeaderRegistry
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, getaddresses, make_msgid
@@ -27,6 +27,7 @@ from genshi.template import MarkupTemplate, NewTextTemplate, Template
 from trytond import backend
 from trytond.report import html_to_text as _report_html_to_text
 from trytond.tools.email_ import format_address, set_from_header
+from trytond.url import host
 
 from . import links
 from .sandbox import (
@@ -535,23 +536,33 @@ def recipient(name, address):
     return format_address(address, name)
 
 
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
 def display_address(name, address):
     "Return the name and address as people read them, not MIME-encoded"
     address = address.strip()
-    try:
-        return str(Address(display_name=name or '', addr_spec=address))
-    except (ValueError, IndexError):
-        return f'{name} <{address}>' if name else address
+    if not name:
+        return address
+    if _SPECIALS.search(name):
+        name = '"%s"' % name.replace('\\', '\\\\').replace('"', '\\"')
+    return f'{name} <{address}>'
 
 
-def message_id(*from_addrs):
-    "Return a new Message-ID in the domain of the first sender's address"
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _domain(from_addrs):
     for _, address in getaddresses([a for a in from_addrs if a]):
         _, at, domain = address.rpartition('@')
         domain = domain.strip().rstrip('.')
         if at and domain:
-            return make_msgid(domain=domain)
-    return make_msgid()
+            return domain
+    # As make_msgid, without its slow look-up of the host name
+    return host()
+
+
+def message_id(*from_addrs):
+    "Return a new Message-ID in the domain of the first sender's address"
+    return make_msgid(domain=_domain(from_addrs))
 
 
 def build_message(
