@@ -24,6 +24,7 @@ from . import links, message, rights, sandbox
 from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
+from .ir import without_email_archives
 from .record import ids_of
 from .smtp import RecordActivitySMTPDataManager
 from .statistics import daily_trend, email_sent_where, rate
@@ -289,16 +290,7 @@ class Activity(ModelSQL, ModelView):
 
     @classmethod
     def view_toolbar_get(cls):
-        pool = Pool()
-        ModelData = pool.get('ir.model.data')
-        toolbar = super().view_toolbar_get()
-        # The generic relate searches e-mails by resource, but those sent
-        # are archived with the enrolled record as resource
-        archives = ModelData.get_id('ir', 'act_email_form_relate')
-        return {
-            **toolbar,
-            'relate': [r for r in toolbar['relate'] if r['id'] != archives],
-            }
+        return without_email_archives(super().view_toolbar_get())
 
     @classmethod
     def default_negative(cls):

@@ -4,7 +4,7 @@ from sql import Null
 
 from trytond.cache import Cache
 from trytond.model import Index, fields
-from trytond.pool import PoolMeta
+from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
 from .links import new_token
@@ -64,6 +64,18 @@ class Configuration(metaclass=PoolMeta):
         # rolled back secret is never shared
         cache.clear()
         return secret
+
+
+def without_email_archives(toolbar):
+    "Return the toolbar without the generic relate to the e-mail archives"
+    # It searches e-mails by resource, but those of marketing automation
+    # are archived with the enrolled record as resource
+    archives = Pool().get('ir.model.data').get_id(
+        'ir', 'act_email_form_relate')
+    return {
+        **toolbar,
+        'relate': [r for r in toolbar['relate'] if r['id'] != archives],
+        }
 
 
 class Email(metaclass=PoolMeta):

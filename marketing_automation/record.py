@@ -92,6 +92,10 @@ class Record(ModelSQL, ModelView):
             'party.party', "Party",
             help="The party of the record, or the record itself."),
         'get_party', searcher='search_party')
+    entered = fields.Function(
+        fields.DateTime(
+            "Entered", help="When the record entered the scenario."),
+        'get_entered')
     activities = fields.One2Many(
         'marketing.automation.record.activity', 'record', "Activities",
         readonly=True,
@@ -157,6 +161,16 @@ class Record(ModelSQL, ModelView):
             # A sale in draft is named after its id only
             return '%s: %s' % (party.rec_name, target_name)
         return target_name
+
+    def get_entered(self, name):
+        # The time of the creation without its microseconds, which the
+        # clients show in a list
+        return self.create_date.replace(microsecond=0)
+
+    @staticmethod
+    def order_entered(tables):
+        table, _ = tables[None]
+        return [table.create_date]
 
     def get_party(self, name):
         party = self.marketing_party()

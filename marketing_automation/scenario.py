@@ -22,6 +22,7 @@ from trytond.transaction import Transaction, check_access
 
 from . import rights
 from .exceptions import DomainError
+from .ir import without_email_archives
 from .mixin import marketing_models
 from .statistics import daily_trend, email_sent_where, rate
 
@@ -196,16 +197,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def view_toolbar_get(cls):
-        pool = Pool()
-        ModelData = pool.get('ir.model.data')
-        toolbar = super().view_toolbar_get()
-        # The generic relate searches e-mails by resource, but those sent
-        # are archived with the enrolled record as resource
-        archives = ModelData.get_id('ir', 'act_email_form_relate')
-        return {
-            **toolbar,
-            'relate': [r for r in toolbar['relate'] if r['id'] != archives],
-            }
+        return without_email_archives(super().view_toolbar_get())
 
     @classmethod
     def default_domain(cls):

@@ -704,8 +704,11 @@ class MarketingAutomationTestCase(ModuleTestCase):
             # assertLogs fails without any log
             logging.getLogger(__name__).debug("start")
             yield
-        records = logs.records[1:]
-        self.assertLessEqual(len(records), 1, logs.output)
+        # The PostgreSQL backend traces each query at the debug level
+        records = [r for r in logs.records[1:]
+            if not r.name.startswith('trytond.backend.')]
+        self.assertLessEqual(
+            len(records), 1, [r.getMessage() for r in records])
         for record in records:
             self.assertIsNone(record.exc_info)
             self.assertEqual(len(record.getMessage().splitlines()), 1)
