@@ -165,7 +165,8 @@ class Record(ModelSQL, ModelView):
     def get_entered(self, name):
         # The time of the creation without its microseconds, which the
         # clients show in a list
-        return self.create_date.replace(microsecond=0)
+        if self.create_date:
+            return self.create_date.replace(microsecond=0)
 
     @staticmethod
     def order_entered(tables):
