@@ -62,6 +62,7 @@ setup(
     long_description_content_type='text/x-rst',
     keywords='tryton marketing automation email',
     license='GPL-3.0-or-later',
+    license_files=['LICENSE', 'COPYRIGHT'],
     # The module is the top-level package "marketing_automation";
     # trytond finds it through the entry point below.
     packages=[MODULE],
