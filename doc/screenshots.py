@@ -171,15 +171,15 @@ def tour(language):
     show(screen, activity_id, 'form')
     shoot('activity_form', language)
 
-    screen = open_action('act_record_relate', SCENARIO, scenario_id)
+    screen = open_action('act_record_form', SCENARIO, scenario_id)
     shoot('record_list', language)
     screen = open_action(
-        'act_record_activity_relate', ACTIVITY, activity_id)
+        'act_record_activity_form', ACTIVITY, activity_id)
     show(screen, tab=-1)
     shoot('record_activity_list', language)
 
     screen = open_action(
-        'act_reporting_scenario_relate', SCENARIO, parties_id)
+        'act_reporting_scenario', SCENARIO, parties_id)
     show(screen, view_type='graph')
     shoot('reporting_scenario_graph', language)
 

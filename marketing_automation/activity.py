@@ -6,7 +6,7 @@ from collections import defaultdict
 from email.utils import getaddresses
 
 from sql import Literal, Null
-from sql.aggregate import Count, Max, Sum
+from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 from sql.functions import CurrentTimestamp
 
@@ -20,7 +20,7 @@ from trytond.pyson import PYSON, Bool, Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import links, message, rights, sandbox
+from . import dialect, links, message, rights, sandbox
 from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
@@ -445,9 +445,11 @@ class Activity(ModelSQL, ModelView):
     @classmethod
     def check_email_templates(cls, activities):
         for activity in activities:
-            for field, check in [
-                    ('email_title', message.check_title),
-                    ('email_template', message.check_html),
+            for field, check, error in [
+                    ('email_title', message.check_title,
+                        'msg_activity_invalid_email_title'),
+                    ('email_template', message.check_html,
+                        'msg_activity_invalid_email_template'),
                     ]:
                 text = getattr(activity, field)
                 if not text:
@@ -455,12 +457,12 @@ class Activity(ModelSQL, ModelView):
                 try:
                     check(text)
                 except message.TemplateError as exception:
+                    # The error tells all: its traceback would only fill
+                    # the log
                     raise TemplateError(gettext(
-                            'marketing_automation'
-                            '.msg_activity_invalid_template',
+                            'marketing_automation.' + error,
                             activity=activity.rec_name,
-                            field=cls.__names__(field)['field'],
-                            error=exception)) from exception
+                            exception=exception)) from None
 
     @classmethod
     def on_modification(cls, mode, activities, field_names=None):
@@ -778,27 +780,12 @@ class Activity(ModelSQL, ModelView):
             'marketing_automation_activity', 'marketing_automation_record']
         columns = [getattr(email, n) for n in names] + [
             email.create_uid, email.create_date]
-        returning = transaction.database.has_returning()
         for sub in grouped_slice(emails, MAX_QUERY_PARAMS // len(columns)):
             sub = list(sub)
             rows = [[e[n] for n in names] + [user, CurrentTimestamp()]
                 for e in sub]
-            ids = {}
-            if returning:
-                cursor.execute(*email.insert(
-                        columns, rows,
-                        returning=[email.message_id, email.id]))
-                ids.update(cursor)
-            else:
-                # Writers are serialized (SQLite): the new rows are those
-                # after the last id
-                cursor.execute(*email.select(Max(email.id)))
-                last_id, = cursor.fetchone()
-                cursor.execute(*email.insert(columns, rows))
-                cursor.execute(*email.select(
-                        email.message_id, email.id,
-                        where=(email.id > (last_id or 0))))
-                ids.update(cursor)
+            ids = dict(dialect.insert_returning(
+                    cursor, email, columns, rows, email.message_id))
             addresses = [
                 [ids[e['message_id']], a, user, CurrentTimestamp()]
                 for e in sub for a in e['addresses']]

@@ -4,7 +4,7 @@ import datetime as dt
 import logging
 from collections import defaultdict, namedtuple
 
-from sql import Conflict, Literal, Null
+from sql import Literal, Null
 from sql.functions import CurrentTimestamp
 from sql.operators import Concat, Exists
 
@@ -18,10 +18,10 @@ from trytond.pyson import Bool, Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import connections, links
+from . import dialect, links
 from .links import new_token
 from .mixin import marketing_models
-from .scenario import sql_now, sql_token
+from .tokens import TokenMixin
 
 logger = logging.getLogger(__name__)
 
@@ -54,26 +54,7 @@ def _reference(value):
     return model, id_
 
 
-def _from_token(Model, token):
-    "Return the instance of Model with the uuid token or None"
-    # One indexed query: a public route runs it for every hit
-    if not token or not isinstance(token, str):
-        return None
-    table = Model.__table__()
-    cursor = Transaction().connection.cursor()
-    cursor.execute(*table.select(
-            table.id, where=table.uuid == token, limit=1))
-    row = cursor.fetchone()
-    return Model(row[0]) if row else None
-
-
-def schedule_time():
-    "Return now as stored by a DateTime field, so it is due at once"
-    # PostgreSQL rounds the microseconds of timestamp(0) up or down
-    return dt.datetime.now().replace(microsecond=0)
-
-
-class Record(ModelSQL, ModelView):
+class Record(TokenMixin, ModelSQL, ModelView):
     __name__ = 'marketing.automation.record'
 
     scenario = fields.Many2One(
@@ -84,9 +65,6 @@ class Record(ModelSQL, ModelView):
     blocked = fields.Boolean(
         "Blocked", readonly=True,
         help="A blocked record does not run any more activity.")
-    uuid = fields.Char(
-        "UUID", readonly=True, strip=False,
-        help="The unguessable token of the record in public URLs.")
     party = fields.Function(
         fields.Many2One(
             'party.party', "Party",
@@ -110,7 +88,7 @@ class Record(ModelSQL, ModelView):
         cls._sql_constraints = [
             ('scenario_record_unique', Unique(t, t.scenario, t.record),
                 'marketing_automation.msg_record_scenario_record_unique'),
-            ('uuid_unique', Unique(t, t.uuid),
+            cls._token_constraint(
                 'marketing_automation.msg_record_uuid_unique'),
             ]
         cls._buttons.update({
@@ -120,22 +98,6 @@ class Record(ModelSQL, ModelView):
                     'depends': ['blocked'],
                     },
                 })
-
-    @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        # Records created before the uuid column need a token
-        cursor.execute(*table.update(
-                [table.uuid], [sql_token()], where=table.uuid == Null))
-
-    @classmethod
-    def preprocess_values(cls, mode, values):
-        values = super().preprocess_values(mode, values)
-        if mode == 'create' and not values.get('uuid'):
-            values['uuid'] = new_token()
-        return values
 
     @classmethod
     def default_blocked(cls):
@@ -202,7 +164,6 @@ class Record(ModelSQL, ModelView):
     @classmethod
     def copy(cls, records, default=None):
         default = default.copy() if default is not None else {}
-        default.setdefault('uuid', None)
         default.setdefault('blocked', False)
         return super().copy(records, default=default)
 
@@ -245,11 +206,6 @@ class Record(ModelSQL, ModelView):
             return None
         return target.marketing_party
 
-    @classmethod
-    def from_token(cls, token):
-        "Return the record of the token or None"
-        return _from_token(cls, token)
-
     def is_known_url(self, url):
         "Tell if the URL is the destination of a link sent to this record"
         pool = Pool()
@@ -263,7 +219,7 @@ class Record(ModelSQL, ModelView):
                     ]))
 
 
-class RecordActivity(Workflow, ModelSQL, ModelView):
+class RecordActivity(TokenMixin, Workflow, ModelSQL, ModelView):
     __name__ = 'marketing.automation.record.activity'
     # The children of the activities, for the events (cleared when an
     # activity changes)
@@ -292,9 +248,6 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         states={
             'invisible': Eval('activity_action') != 'send_email',
             })
-    uuid = fields.Char(
-        "UUID", readonly=True, strip=False,
-        help="The unguessable token of the activity in public URLs.")
     tries = fields.Integer(
         "Tries", readonly=True,
         help="How many times sending failed.")
@@ -312,11 +265,12 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     def __setup__(cls):
         super().__setup__()
         cls.__access__.add('record')
+        cls.uuid.help = "The unguessable token of the activity in public URLs."
         t = cls.__table__()
         cls._sql_constraints = [
             ('activity_record_unique', Unique(t, t.activity, t.record),
-                'marketing_automation.msg_record_activity_unique'),
-            ('uuid_unique', Unique(t, t.uuid),
+                'marketing_automation.msg_activity_record_unique'),
+            cls._token_constraint(
                 'marketing_automation.msg_record_activity_uuid_unique'),
             ]
         cls._sql_indexes.update({
@@ -352,14 +306,6 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                 })
 
     @classmethod
-    def __register__(cls, module):
-        super().__register__(module)
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*table.update(
-                [table.uuid], [sql_token()], where=table.uuid == Null))
-
-    @classmethod
     def default_state(cls):
         return 'waiting'
 
@@ -376,13 +322,6 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         return 0
 
     @classmethod
-    def preprocess_values(cls, mode, values):
-        values = super().preprocess_values(mode, values)
-        if mode == 'create' and not values.get('uuid'):
-            values['uuid'] = new_token()
-        return values
-
-    @classmethod
     def get_activity_actions(cls):
         pool = Pool()
         Activity = pool.get('marketing.automation.activity')
@@ -396,17 +335,6 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     def get_rec_name(self, name):
         return '%s @ %s' % (self.activity.rec_name, self.record.rec_name)
 
-    @classmethod
-    def copy(cls, record_activities, default=None):
-        default = default.copy() if default is not None else {}
-        default.setdefault('uuid', None)
-        return super().copy(record_activities, default=default)
-
-    @classmethod
-    def from_token(cls, token):
-        "Return the record activity of the token or None"
-        return _from_token(cls, token)
-
     # Scheduling
 
     @classmethod
@@ -418,7 +346,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         cursor = transaction.connection.cursor()
         table = cls.__table__()
         record = Record.__table__()
-        now = schedule_time()
+        now = dialect.schedule_time()
         for activity in scenario.activities:
             at = now + (activity.delay or dt.timedelta())
             cursor.execute(*table.insert(
@@ -431,7 +359,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                         & ~Exists(table.select(Literal(1),
                                 where=(table.record == record.id)
                                 & (table.activity == activity.id)))),
-                    on_conflict=cls._on_conflict(table)))
+                    on_conflict=dialect.insert_on_conflict_nothing(table)))
 
     @classmethod
     def _insert_columns(cls, table):
@@ -441,14 +369,9 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def _insert_defaults(cls):
-        return [Literal('waiting'), sql_token(), Literal(False),
+        return [Literal('waiting'), dialect.token(), Literal(False),
             Literal(False), Literal(0), Literal(Transaction().user),
-            sql_now()]
-
-    @classmethod
-    def _on_conflict(cls, table):
-        if Transaction().database.has_insert_on_conflict():
-            return Conflict(table)
+            dialect.now()]
 
     @classmethod
     def schedule_children(cls, record_activities):
@@ -465,7 +388,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         transaction = Transaction()
         cursor = transaction.connection.cursor()
         table = cls.__table__()
-        now = schedule_time()
+        now = dialect.schedule_time()
         for activity, record_ids in by_activity.items():
             for child in activity.children:
                 at = None
@@ -480,7 +403,8 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                         for i in sub_ids]
                     cursor.execute(*table.insert(
                             columns, values,
-                            on_conflict=cls._on_conflict(table)))
+                            on_conflict=dialect.insert_on_conflict_nothing(
+                                table)))
 
     # Execution
 
@@ -514,7 +438,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         if record_activities is None:
             cls._dispatch_due()
             return
-        connections.close_at_end(Transaction())
+        dialect.close_at_end(Transaction())
         record_ids = cls._run(record_activities)
         # Children due at once run in the same call
         while record_ids:
@@ -551,9 +475,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     @classmethod
     def _claim(cls, record_activities):
         "Return the ids of the record activities this transaction runs"
-        transaction = Transaction()
-        database = transaction.database
-        cursor = transaction.connection.cursor()
+        cursor = Transaction().connection.cursor()
         table = cls.__table__()
         now = dt.datetime.now()
         ids = []
@@ -563,13 +485,10 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
                 table.id,
                 where=fields.SQL_OPERATORS['in'](table.id, sub_ids)
                 & cls._due_where(table, now))
-            if database.has_select_for():
-                # Concurrent runs skip what another one is running
-                For = database.get_select_for_skip_locked()
-                query.for_ = For('UPDATE', of=[table])
-            cursor.execute(*query)
+            # Concurrent runs skip what another one is running
+            cursor.execute(*dialect.lock_skip_locked(query, table))
             ids.extend(i for i, in cursor)
-        if ids and not database.has_select_for():
+        if ids and not dialect.skip_locked_supported():
             # Writers are serialized on SQLite but mark the rows at once
             for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
@@ -746,7 +665,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         retry_delay = _config_int('automation_retry_delay', 300)
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
-        now = schedule_time()
+        now = dialect.schedule_time()
         record_activities = cls.browse(sorted(failures))
         for record_activity in record_activities:
             # Only what was sent is archived
@@ -788,7 +707,7 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
     @Workflow.transition('waiting')
     def retry(cls, record_activities):
         cls.write(record_activities, {
-                'at': schedule_time(),
+                'at': dialect.schedule_time(),
                 'tries': 0,
                 })
 
@@ -813,13 +732,13 @@ class RecordActivity(Workflow, ModelSQL, ModelView):
         activity = Activity.__table__()
         transaction = Transaction()
         cursor = transaction.connection.cursor()
-        now = schedule_time()
+        now = dialect.schedule_time()
         # In SQL with few statements: each open or click of an e-mail is a
         # request of its own
         ids = ids_of(record_activities)
         sends_email = activity.select(
             activity.id, where=activity.action == 'send_email')
-        returning = transaction.database.has_returning()
+        returning = dialect.returning_supported()
         rows = []
         if not returning:
             for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):

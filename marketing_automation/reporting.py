@@ -139,6 +139,9 @@ class ActivityReporting(_Reporting):
     __name__ = 'marketing.automation.reporting.activity'
 
     activity = fields.Many2One('marketing.automation.activity', "Activity")
+    activity_action = fields.Function(
+        fields.Selection('get_activity_actions', "Activity Action"),
+        'on_change_with_activity_action')
     record_count = fields.Integer(
         "Records",
         help="The number of records the activity was run for, whether it "
@@ -163,6 +166,17 @@ class ActivityReporting(_Reporting):
     @classmethod
     def __setup__(cls):
         super().__setup__()
+
+    @classmethod
+    def get_activity_actions(cls):
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        return Activity.get_actions()
+
+    @fields.depends('activity', '_parent_activity.action')
+    def on_change_with_activity_action(self, name=None):
+        if self.activity:
+            return self.activity.action
 
     @classmethod
     def table_query(cls):

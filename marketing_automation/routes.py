@@ -15,10 +15,7 @@ response; they run as user 0, so every token is checked first.
 """
 import functools
 import logging
-import os
 from email.utils import parseaddr
-
-from genshi.template import MarkupTemplate
 
 import trytond.config as config
 from trytond import backend
@@ -29,7 +26,7 @@ from trytond.protocols.wrappers import (
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
-from . import connections, links
+from . import dialect, links
 from .links import location
 
 logger = logging.getLogger(__name__)
@@ -130,7 +127,7 @@ def with_hit_transaction(readonly):
         @with_transaction(readonly=readonly)
         @functools.wraps(func)
         def wrapper(request, pool, *args, **kwargs):
-            connections.close_at_end(Transaction())
+            dialect.close_at_end(Transaction())
             return func(request, pool, *args, **kwargs)
         return wrapper
     return decorator
@@ -140,19 +137,12 @@ def _gif():
     return Response(links.EMPTY_GIF, mimetype='image/gif', headers=_NO_STORE)
 
 
-@functools.lru_cache(maxsize=1)
-def _page_template():
-    path = os.path.join(os.path.dirname(__file__), 'unsubscribe.html')
-    with open(path, encoding='utf-8') as fp:
-        return MarkupTemplate(fp, filepath=path)
-
-
-def _page(title, text, button=None, sender=None):
+def _page(pool, title, text, button=None, sender=None):
+    Page = pool.get('marketing.automation.unsubscribe', type='report')
     language = (Transaction().language or 'en').replace('_', '-')
-    html = _page_template().generate(
+    html = Page.render_page(
         language=language, title=title, text=text, button=button,
-        sender=sender,
-        ).render('html', doctype='html5', encoding=None)
+        sender=sender)
     return Response(
         html, content_type='text/html; charset=utf-8',
         headers=_PAGE_HEADERS)
@@ -319,6 +309,7 @@ def _unsubscribe_confirm(request, pool, token):
     with Transaction().set_context(
             language=_language(pool, request, record)):
         return _page(
+            pool,
             gettext('marketing_automation.msg_unsubscribe_title'),
             gettext('marketing_automation.msg_unsubscribe_question'),
             gettext('marketing_automation.msg_unsubscribe_button'),
@@ -341,6 +332,7 @@ def _unsubscribe(request, pool, token, one_click, next_url):
                 gettext('marketing_automation.msg_unsubscribed') + '\n',
                 content_type='text/plain; charset=utf-8', headers=_NO_STORE)
         return _page(
+            pool,
             gettext('marketing_automation.msg_unsubscribed_title'),
             gettext('marketing_automation.msg_unsubscribed'),
             sender=_sender(pool, record))

@@ -2,12 +2,10 @@
 # this repository contains the full copyright notices and license terms.
 import logging
 from collections import defaultdict
-from contextlib import contextmanager
 
-from sql import Cast, Conflict, Literal, Null
+from sql import Cast, Literal, Null
 from sql.aggregate import Count, Max, Sum
 from sql.conditionals import Case
-from sql.functions import CurrentTimestamp, Function, Lower
 from sql.operators import Concat, Exists
 
 import trytond.config as config
@@ -20,7 +18,7 @@ from trytond.pyson import Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, check_access
 
-from . import rights
+from . import dialect, rights
 from .exceptions import DomainError
 from .ir import without_email_archives
 from .mixin import marketing_models
@@ -29,69 +27,9 @@ from .statistics import daily_trend, email_sent_where, rate
 logger = logging.getLogger(__name__)
 
 
-class _Hex(Function):
-    __slots__ = ()
-    _function = 'HEX'
-
-
-class _RandomBlob(Function):
-    __slots__ = ()
-    _function = 'RANDOMBLOB'
-
-
-class _Replace(Function):
-    __slots__ = ()
-    _function = 'REPLACE'
-
-
-class _GenRandomUUID(Function):
-    __slots__ = ()
-    _function = 'GEN_RANDOM_UUID'
-
-
-def sql_now():
-    "Return an SQL expression of the timestamp of the transaction"
-    # trytond computes CURRENT_TIMESTAMP on SQLite with a Python function
-    # called for each row: a quarter of the time of a bulk insert
-    if backend.name == 'sqlite':
-        try:
-            from trytond.backend.sqlite.database import now
-        except ImportError:
-            pass
-        else:
-            return Literal(now())
-    return CurrentTimestamp()
-
-
-@contextmanager
-def _bulk_cache(cursor):
-    "Give the SQLite connection a larger page cache inside the block"
-    if backend.name != 'sqlite':
-        yield
-        return
-    # The token indexes of bulk inserts have random keys that thrash the
-    # default cache of 2 MB
-    cursor.execute('PRAGMA cache_size')
-    size, = cursor.fetchone()
-    cursor.execute('PRAGMA cache_size = -65536')
-    try:
-        yield
-    finally:
-        # trytond leaves the connection to the garbage collector, which may
-        # keep it, and its cache, for long
-        cursor.execute('PRAGMA cache_size = %d' % int(size))
-
-
 def _reason(exception):
     "Return the message of the exception for a user"
     return str(exception) or exception.__class__.__name__
-
-
-def sql_token():
-    "Return an SQL expression of a fresh 128-bit random token in hexadecimal"
-    if backend.name == 'sqlite':
-        return Lower(_Hex(_RandomBlob(16)))
-    return _Replace(Cast(_GenRandomUUID(), 'VARCHAR'), '-', '')
 
 
 class Scenario(Workflow, ModelSQL, ModelView):
@@ -416,27 +354,23 @@ class Scenario(Workflow, ModelSQL, ModelView):
         if scenarios is None:
             scenarios = cls.search([('state', '=', 'running')])
         cursor = Transaction().connection.cursor()
-        with _bulk_cache(cursor):
+        with dialect.bulk_cache(cursor):
             for scenario in scenarios:
                 if scenario.state != 'running':
                     continue
-                # A savepoint keeps the transaction usable on PostgreSQL when
-                # the domain of one scenario fails in the database
-                cursor.execute('SAVEPOINT marketing_automation_trigger')
+                # The transaction stays usable when the domain of one
+                # scenario fails in the database
                 try:
-                    if scenario.author_reads_domain():
-                        scenario.enrol()
-                    else:
-                        logger.error(
-                            "Skip %s: its domain is not valid or its "
-                            "author cannot read it", scenario)
+                    with dialect.savepoint(
+                            cursor, 'marketing_automation_trigger'):
+                        if scenario.author_reads_domain():
+                            scenario.enrol()
+                        else:
+                            logger.error(
+                                "Skip %s: its domain is not valid or its "
+                                "author cannot read it", scenario)
                 except Exception:
-                    cursor.execute(
-                        'ROLLBACK TO SAVEPOINT marketing_automation_trigger')
                     logger.exception("Fail to enrol records in %s", scenario)
-                else:
-                    cursor.execute(
-                        'RELEASE SAVEPOINT marketing_automation_trigger')
 
     def author_reads_domain(self):
         "Tell if the domain is valid and its author can read what it uses"
@@ -462,7 +396,6 @@ class Scenario(Workflow, ModelSQL, ModelView):
         Unsubscribed = pool.get(
             'party.party-unsubscribed-marketing.automation.scenario')
         transaction = Transaction()
-        database = transaction.database
         cursor = transaction.connection.cursor()
         if batch_size is None:
             batch_size = config.getint(
@@ -481,9 +414,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
             & ~Exists(unsubscribed.select(Literal(1),
                     where=(unsubscribed.scenario == self.id)
                     & (unsubscribed.party == party))))
-        on_conflict = None
-        if database.has_insert_on_conflict():
-            on_conflict = Conflict(record)
+        on_conflict = dialect.insert_on_conflict_nothing(record)
 
         last_id = 0
         while True:
@@ -503,9 +434,9 @@ class Scenario(Workflow, ModelSQL, ModelView):
                     [record.scenario, record.record, record.uuid,
                         record.blocked, record.create_uid, record.create_date],
                     table.select(
-                        Literal(self.id), reference, sql_token(),
+                        Literal(self.id), reference, dialect.token(),
                         Literal(False), Literal(transaction.user),
-                        sql_now(),
+                        dialect.now(),
                         where=table.id.in_(candidates) & not_enrolled),
                     on_conflict=on_conflict))
             RecordActivity.schedule_roots(self, watermark or 0)
