@@ -9,6 +9,8 @@ from setuptools import setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = 'marketing_automation'
 PREFIX = 'trytond'
+# Installed where trytond's own modules live, as the official package is
+PACKAGE = '%s.modules.%s' % (PREFIX, MODULE)
 BASE_MODULES = {'ir', 'res'}
 
 
@@ -63,11 +65,13 @@ setup(
     keywords='tryton marketing automation email',
     license='GPL-3.0-or-later',
     license_files=['LICENSE', 'COPYRIGHT'],
-    # The module is the top-level package "marketing_automation";
-    # trytond finds it through the entry point below.
-    packages=[MODULE],
+    # The repository's directory "marketing_automation" is installed as
+    # the package "trytond.modules.marketing_automation" (where the
+    # official package lives); trytond finds it through the entry point.
+    packages=[PACKAGE],
+    package_dir={PACKAGE: MODULE},
     package_data={
-        MODULE: [
+        PACKAGE: [
             'tryton.cfg',
             '*.xml',
             'view/*.xml',
@@ -83,7 +87,7 @@ setup(
     extras_require=extras_require,
     entry_points={
         'trytond.modules': [
-            '%s = %s' % (MODULE, MODULE),
+            '%s = %s' % (MODULE, PACKAGE),
             ],
         },
     classifiers=[

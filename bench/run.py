@@ -291,7 +291,7 @@ def free_port():
 def loopback_sink(counter, port):
     "Return a started SMTP server on 127.0.0.1 counting into counter"
     # Imported once trytond is configured: the module imports its backend
-    from marketing_automation.testing import SMTPSink
+    from trytond.modules.marketing_automation.testing import SMTPSink
 
     class CountingSink(SMTPSink):
 
@@ -856,7 +856,8 @@ class Bench:
 
     def measure_raw_render(self):
         "Render the template and build the message without database"
-        from marketing_automation import links, message, sandbox
+        from trytond.modules.marketing_automation import (
+            links, message, sandbox)
         count = min(max(self.n // 10, 500), 3000)
         secret = 'bench-secret-' * 4
         database = self.database
@@ -933,7 +934,7 @@ class Bench:
         "Hit the pixel route with unknown tokens: a transaction, no event"
         import secrets
 
-        from marketing_automation import links
+        from trytond.modules.marketing_automation import links
         count = min(max(self.n // 10, 300), 2000)
         prefix = links.open_url(self.database, 'x')[len(BASE_URL):]
         prefix = prefix[:prefix.rindex('/') + 1]
@@ -1128,7 +1129,7 @@ class Bench:
 
         The e-mails are archived without their tokens: those of the record
         and of its root record activity are put back."""
-        from marketing_automation.links import REDACTED
+        from trytond.modules.marketing_automation.links import REDACTED
         email = self.table('ir.email')
         record = self.table('marketing.automation.record')
         record_activity = self.table('marketing.automation.record.activity')

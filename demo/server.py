@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from marketing_automation.testing import SMTPSink, free_port
+from trytond.modules.marketing_automation.testing import SMTPSink, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATABASE = 'demo'

@@ -5,8 +5,8 @@ import threading
 import unittest
 
 import trytond.config as config
-from marketing_automation.testing import SMTPSink
 from trytond import backend
+from trytond.modules.marketing_automation.testing import SMTPSink
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, activate_module
 from trytond.transaction import Transaction

@@ -9,7 +9,7 @@ import re
 from sql import Literal, Select
 from sql.functions import CurrentTimestamp
 
-from marketing_automation import dialect
+from trytond.modules.marketing_automation import dialect
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DBTestCase, with_transaction
 from trytond.transaction import Transaction

@@ -10,7 +10,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 import trytond.config as config
-from marketing_automation import links
+from trytond.modules.marketing_automation import links
 
 SECRET = 'a secret key'
 TOKEN = '0123456789abcdef0123456789abcdef'

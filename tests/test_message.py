@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from marketing_automation import message
-from marketing_automation.message import TemplateError
-from marketing_automation.sandbox import RecordProxy
+from trytond.modules.marketing_automation import message
+from trytond.modules.marketing_automation.message import TemplateError
+from trytond.modules.marketing_automation.sandbox import RecordProxy
 
 PIXEL = 'https://shop.example/m/dGVzdA/o/0123.gif'
 TRICKY = 'https://exämple.org/ä?q=ü&x=1#frag'

@@ -5,9 +5,9 @@ import logging
 import traceback
 from contextlib import contextmanager
 
-from marketing_automation.exceptions import (
-    ConditionError, DomainError, EventError, ParentError, TemplateError)
 from trytond.model.exceptions import ValidationError
+from trytond.modules.marketing_automation.exceptions import (
+    ConditionError, DomainError, EventError, ParentError, TemplateError)
 from trytond.pool import Pool
 from trytond.pyson import Eval, PYSONEncoder
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
@@ -816,7 +816,8 @@ class MarketingAutomationTestCase(ModuleTestCase):
                 for cache in Transaction().cache.values():
                     cache.clear()
                 with self.assertLogsAtMostALine(), self.assertLogs(
-                        'marketing_automation', level='ERROR') as logs:
+                        'trytond.modules.marketing_automation',
+                        level='ERROR') as logs:
                     Scenario.trigger(Scenario.browse([scenario.id]))
                 self.assertIn("domain is not valid", logs.output[0])
 

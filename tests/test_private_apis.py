@@ -14,8 +14,8 @@ from genshi.template import MarkupTemplate, NewTextTemplate, Template
 from genshi.template.base import Context
 from genshi.template.eval import Code, Expression, LookupBase, _compile
 
-from marketing_automation import message, sandbox
 from trytond import _safe_genshi
+from trytond.modules.marketing_automation import message, sandbox
 from trytond.transaction import Transaction
 
 

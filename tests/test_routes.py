@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote, urlsplit
 from werkzeug.urls import iri_to_uri
 
 import trytond.config as config
-from marketing_automation import links, routes
+from trytond.modules.marketing_automation import links, routes
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction

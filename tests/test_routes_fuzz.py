@@ -8,7 +8,7 @@ import random
 import string
 from urllib.parse import quote
 
-from marketing_automation import links
+from trytond.modules.marketing_automation import links
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction

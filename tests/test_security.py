@@ -14,11 +14,13 @@ from unittest.mock import patch
 
 import pytest
 
-from marketing_automation import links, message, rights, sandbox
-from marketing_automation import scenario as scenario_module
-from marketing_automation.exceptions import ConditionError, DomainError
-from marketing_automation.sandbox import TemplateError
 from trytond.model.exceptions import AccessError
+from trytond.modules.marketing_automation import (
+    links, message, rights, sandbox)
+from trytond.modules.marketing_automation import scenario as scenario_module
+from trytond.modules.marketing_automation.exceptions import (
+    ConditionError, DomainError)
+from trytond.modules.marketing_automation.sandbox import TemplateError
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, PYSONDecoder, PYSONEncoder
 from trytond.tests.test_tryton import (

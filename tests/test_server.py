@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from marketing_automation.testing import SMTPSink, free_port
+from trytond.modules.marketing_automation.testing import SMTPSink, free_port
 
 DATABASE = 'routes_server'
 BIN = os.path.dirname(sys.executable)

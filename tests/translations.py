@@ -61,8 +61,7 @@ def _setup_environment():
 def _is_ours(cls):
     "Whether the module defines or extends the pool class"
     return any(
-        c.__module__.split('.')[0] == MODULE
-        or c.__module__.startswith('trytond.modules.%s.' % MODULE)
+        c.__module__.startswith('trytond.modules.%s.' % MODULE)
         for c in cls.__mro__)
 
 
