@@ -206,10 +206,6 @@ class Activity(ModelSQL, ModelView):
         'get_trends')
 
     @classmethod
-    def __setup__(cls):
-        super().__setup__()
-
-    @classmethod
     def __register__(cls, module):
         super().__register__(module)
         cls._fill_scenario()

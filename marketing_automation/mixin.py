@@ -45,6 +45,26 @@ class MarketingAutomationMixin:
         return {id_: recipients.get(party) for id_, party in parties.items()}
 
 
+class ActivityActionMixin:
+    "Models with an activity, showing its action"
+    __slots__ = ()
+
+    activity_action = fields.Function(
+        fields.Selection('get_activity_actions', "Activity Action"),
+        'on_change_with_activity_action')
+
+    @classmethod
+    def get_activity_actions(cls):
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        return Activity.get_actions()
+
+    @fields.depends('activity', '_parent_activity.action')
+    def on_change_with_activity_action(self, name=None):
+        if self.activity:
+            return self.activity.action
+
+
 def marketing_models():
     "Return the names of the models that carry the marketing mixin"
     pool = Pool()

@@ -20,7 +20,7 @@ from trytond.transaction import Transaction
 
 from . import dialect, links
 from .links import new_token
-from .mixin import marketing_models
+from .mixin import ActivityActionMixin, marketing_models
 from .tokens import TokenMixin
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,8 @@ class Record(TokenMixin, ModelSQL, ModelView):
                     ]))
 
 
-class RecordActivity(TokenMixin, Workflow, ModelSQL, ModelView):
+class RecordActivity(
+        TokenMixin, ActivityActionMixin, Workflow, ModelSQL, ModelView):
     __name__ = 'marketing.automation.record.activity'
     # The children of the activities, for the events (cleared when an
     # activity changes)
@@ -232,9 +233,6 @@ class RecordActivity(TokenMixin, Workflow, ModelSQL, ModelView):
     activity = fields.Many2One(
         'marketing.automation.activity', "Activity",
         required=True, ondelete='CASCADE')
-    activity_action = fields.Function(
-        fields.Selection('get_activity_actions', "Activity Action"),
-        'on_change_with_activity_action')
     at = fields.DateTime(
         "At", readonly=True,
         help="When the activity is due; empty while waiting for an event.")
@@ -320,17 +318,6 @@ class RecordActivity(TokenMixin, Workflow, ModelSQL, ModelView):
     @classmethod
     def default_tries(cls):
         return 0
-
-    @classmethod
-    def get_activity_actions(cls):
-        pool = Pool()
-        Activity = pool.get('marketing.automation.activity')
-        return Activity.get_actions()
-
-    @fields.depends('activity', '_parent_activity.action')
-    def on_change_with_activity_action(self, name=None):
-        if self.activity:
-            return self.activity.action
 
     def get_rec_name(self, name):
         return '%s @ %s' % (self.activity.rec_name, self.record.rec_name)

@@ -13,6 +13,7 @@ from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
+from .mixin import ActivityActionMixin
 from .statistics import email_sent_where
 
 
@@ -111,10 +112,6 @@ class ScenarioReporting(_Reporting):
         help="The share of the records that entered and are now blocked.")
 
     @classmethod
-    def __setup__(cls):
-        super().__setup__()
-
-    @classmethod
     def table_query(cls):
         pool = Pool()
         Record = pool.get('marketing.automation.record')
@@ -135,13 +132,10 @@ class ScenarioReporting(_Reporting):
             group_by=[record.scenario, date.as_('date')])
 
 
-class ActivityReporting(_Reporting):
+class ActivityReporting(ActivityActionMixin, _Reporting):
     __name__ = 'marketing.automation.reporting.activity'
 
     activity = fields.Many2One('marketing.automation.activity', "Activity")
-    activity_action = fields.Function(
-        fields.Selection('get_activity_actions', "Activity Action"),
-        'on_change_with_activity_action')
     record_count = fields.Integer(
         "Records",
         help="The number of records the activity was run for, whether it "
@@ -162,21 +156,6 @@ class ActivityReporting(_Reporting):
     email_click_through_rate = fields.Float(
         "Click-Through Rate", digits=(1, 4),
         help="The share of the e-mails opened with a link clicked.")
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-
-    @classmethod
-    def get_activity_actions(cls):
-        pool = Pool()
-        Activity = pool.get('marketing.automation.activity')
-        return Activity.get_actions()
-
-    @fields.depends('activity', '_parent_activity.action')
-    def on_change_with_activity_action(self, name=None):
-        if self.activity:
-            return self.activity.action
 
     @classmethod
     def table_query(cls):
