@@ -857,7 +857,7 @@ class Bench:
     def measure_raw_render(self):
         "Render the template and build the message without database"
         from trytond.modules.marketing_automation import (
-            links, message, sandbox)
+            links, mime, rendering, sandbox)
         count = min(max(self.n // 10, 500), 3000)
         secret = 'bench-secret-' * 4
         database = self.database
@@ -876,15 +876,15 @@ class Bench:
                     'rec_name': 'Bench Party %s' % i},
                 **sandbox.helpers(),
                 }
-            title = message.render_title(TITLE, context)
-            body = message.render_html(
+            title = rendering.render_title(TITLE, context)
+            body = rendering.render_html(
                 TEMPLATE, context,
                 link_for=lambda url: links.click_url(
                     database, token, url, secret),
                 unsubscribe_for=lambda next_url: links.unsubscribe_url(
                     database, record_token, next_url),
                 pixel_url=links.open_url(database, token))
-            msg = message.build_message(
+            msg = mime.build_message(
                 from_addr=SENDER, to_addr='Bench Party %s <bench-%s@%s>' % (
                     i, i, 'example.com'),
                 subject=title, html=body,

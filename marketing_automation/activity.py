@@ -20,7 +20,7 @@ from trytond.pyson import PYSON, Bool, Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import dialect, links, message, rights, sandbox
+from . import dialect, links, mime, rendering, rights, sandbox
 from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
@@ -442,9 +442,9 @@ class Activity(ModelSQL, ModelView):
     def check_email_templates(cls, activities):
         for activity in activities:
             for field, check, error in [
-                    ('email_title', message.check_title,
+                    ('email_title', rendering.check_title,
                         'msg_activity_invalid_email_title'),
-                    ('email_template', message.check_html,
+                    ('email_template', rendering.check_html,
                         'msg_activity_invalid_email_template'),
                     ]:
                 text = getattr(activity, field)
@@ -452,7 +452,7 @@ class Activity(ModelSQL, ModelView):
                     continue
                 try:
                     check(text)
-                except message.TemplateError as exception:
+                except rendering.TemplateError as exception:
                     # The error tells all: its traceback would only fill
                     # the log
                     raise TemplateError(gettext(
@@ -691,7 +691,7 @@ class Activity(ModelSQL, ModelView):
                         return links.unsubscribe_url(
                             database_name, row.record_token, next_url)
                     try:
-                        to_addr = message.recipient(name, address)
+                        to_addr = mime.recipient(name, address)
                     except ValueError:
                         notes[row.id] = gettext(
                             'marketing_automation.msg_invalid_email_address',
@@ -700,9 +700,9 @@ class Activity(ModelSQL, ModelView):
                     budget = sandbox.new_budget()
                     try:
                         context = activity.email_context(target, reader)
-                        title = message.render_title(
+                        title = rendering.render_title(
                             activity.email_title, context, budget=budget)
-                        html = message.render_html(
+                        html = rendering.render_html(
                             activity.email_template, context,
                             link_for=link_for,
                             unsubscribe_for=unsubscribe_for,
@@ -720,9 +720,9 @@ class Activity(ModelSQL, ModelView):
                             error=exception)[:200]
                         continue
                     subject = ' '.join(title.split())
-                    message_id = message.message_id(email_from, sender)
+                    message_id = mime.message_id(email_from, sender)
                     try:
-                        msg = message.build_message(
+                        msg = mime.build_message(
                             from_addr=email_from,
                             sender=sender,
                             to_addr=to_addr,
@@ -743,7 +743,7 @@ class Activity(ModelSQL, ModelView):
                         row.id, msg, envelope_from, [address])
                     emails.append({
                             # Decoded, to be found by a search on the name
-                            'recipients': message.display_address(
+                            'recipients': mime.display_address(
                                 name, address),
                             'addresses': [address],
                             'subject': subject,

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from trytond.modules.marketing_automation import message
-from trytond.modules.marketing_automation.message import TemplateError
+from trytond.modules.marketing_automation import mime, rendering
+from trytond.modules.marketing_automation.rendering import TemplateError
 from trytond.modules.marketing_automation.sandbox import RecordProxy
 
 PIXEL = 'https://shop.example/m/dGVzdA/o/0123.gif'
@@ -74,7 +74,7 @@ class Calls:
 def render(template, **context):
     calls = Calls()
     context.setdefault('record', Record())
-    html = message.render_html(
+    html = rendering.render_html(
         template, context, calls.link_for, calls.unsubscribe_for, PIXEL)
     return html, calls, AnchorParser(html)
 
@@ -140,7 +140,7 @@ def test_render_xhtml_namespace():
 
 def test_render_xhtml_namespace_output():
     calls = Calls()
-    html = message.render_html(
+    html = rendering.render_html(
         '<!DOCTYPE html>\n'
         '<html xmlns="http://www.w3.org/1999/xhtml"'
         ' xmlns:py="http://genshi.edgewall.org/" lang="en">'
@@ -221,7 +221,7 @@ def test_render_pixel_without_body():
 
 def test_render_pixel_url_escaped():
     calls = Calls()
-    html = message.render_html(
+    html = rendering.render_html(
         '<html><body/></html>', {}, calls.link_for, calls.unsubscribe_for,
         'https://shop.example/o.gif?a=1&b="2"')
     assert 'src="https://shop.example/o.gif?a=1&amp;b=&#34;2&#34;"' in html
@@ -246,10 +246,10 @@ def test_render_html_method():
 
 
 def test_check_html_valid():
-    message.check_html(
+    rendering.check_html(
         '<html xmlns:py="http://genshi.edgewall.org/"><body>'
         '<p py:if="record.name">${record.name}</p></body></html>')
-    message.check_html(
+    rendering.check_html(
         '<html><body>${record.name}</body></html>', {'record': Record()})
 
 
@@ -265,7 +265,7 @@ def test_check_html_valid():
         ])
 def test_check_html_syntax_error(template):
     with pytest.raises(TemplateError) as info:
-        message.check_html(template)
+        rendering.check_html(template)
     assert str(info.value)
 
 
@@ -277,10 +277,10 @@ def test_check_html_syntax_error(template):
         ])
 def test_sandbox_violation_at_compile(expression):
     with pytest.raises(TemplateError) as info:
-        message.check_html('<html><body>${%s}</body></html>' % expression)
+        rendering.check_html('<html><body>${%s}</body></html>' % expression)
     assert 'invalid' in str(info.value)
     with pytest.raises(TemplateError):
-        message.check_title('${%s}' % expression)
+        rendering.check_title('${%s}' % expression)
 
 
 @pytest.mark.parametrize('template', [
@@ -294,7 +294,7 @@ def test_sandbox_violation_at_compile(expression):
         ])
 def test_html_includes_refused(template):
     with pytest.raises(TemplateError):
-        message.check_html(template)
+        rendering.check_html(template)
     with pytest.raises(TemplateError):
         render(template, path='/etc/hostname')
 
@@ -302,20 +302,20 @@ def test_html_includes_refused(template):
 def test_title_includes_refused():
     for text in ['{% include /etc/hostname %}', '{% include ${path} %}']:
         with pytest.raises(TemplateError):
-            message.check_title(text)
+            rendering.check_title(text)
         with pytest.raises(TemplateError):
-            message.render_title(text, {'path': '/etc/hostname'})
+            rendering.render_title(text, {'path': '/etc/hostname'})
 
 
 def test_python_blocks_refused():
     with pytest.raises(TemplateError):
-        message.check_html(
+        rendering.check_html(
             '<html><body><?python import os ?>x</body></html>')
     with pytest.raises(TemplateError):
-        message.check_html(
+        rendering.check_html(
             '<html><body><?python x = 1 ?>${x}</body></html>')
     with pytest.raises(TemplateError):
-        message.check_title('{% python x = 1 %}${x}')
+        rendering.check_title('{% python x = 1 %}${x}')
 
 
 @pytest.mark.parametrize('expression', [
@@ -336,9 +336,9 @@ def test_sandbox_violation_at_render(expression):
     with pytest.raises(TemplateError):
         render(template)
     with pytest.raises(TemplateError):
-        message.check_html(template, {'record': Record()})
+        rendering.check_html(template, {'record': Record()})
     with pytest.raises(TemplateError):
-        message.render_title('${%s}' % expression, {'record': Record()})
+        rendering.render_title('${%s}' % expression, {'record': Record()})
 
 
 def test_render_errors_are_template_errors():
@@ -347,41 +347,41 @@ def test_render_errors_are_template_errors():
             render('<html><body>${%s}</body></html>' % expression)
         assert str(info.value)
         with pytest.raises(TemplateError):
-            message.render_title('${%s}' % expression, {'record': Record()})
+            rendering.render_title('${%s}' % expression, {'record': Record()})
 
 
 def test_check_html_renders_with_context_only():
     template = '<html><body>${record.missing}</body></html>'
-    message.check_html(template)
+    rendering.check_html(template)
     with pytest.raises(TemplateError):
-        message.check_html(template, {'record': Record()})
+        rendering.check_html(template, {'record': Record()})
 
 
 def test_callback_errors_are_not_hidden():
     def link_for(url):
         raise KeyError(url)
     with pytest.raises(KeyError):
-        message.render_html(
+        rendering.render_html(
             '<html><body><a href="https://x.example/">x</a></body></html>',
             {}, link_for, None, PIXEL)
 
 
 def test_render_title():
-    title = message.render_title(
+    title = rendering.render_title(
         'Hello ${record.name}{% if count %}, ${count} news{% end %}!',
         {'record': Record(), 'count': 3})
     assert title == 'Hello Ann, 3 news!'
 
 
 def test_render_title_single_line():
-    title = message.render_title(
+    title = rendering.render_title(
         'Hello\r\n${name}\n{% for i in range(2) %}\n${i}\n{% end %}',
         {'name': 'Ann\nBob'})
     assert title == 'Hello Ann Bob 0 1'
 
 
 def test_render_title_not_escaped():
-    assert message.render_title('${v}', {'v': 'Tom & Jerry <3'}) == (
+    assert rendering.render_title('${v}', {'v': 'Tom & Jerry <3'}) == (
         'Tom & Jerry <3')
 
 
@@ -390,13 +390,13 @@ def test_check_title_syntax_error():
             'Hello ${record.name', '{% unknown %}x{% end %}',
             '{% for x %}${x}{% end %}', '{% if 1 + %}x{% end %}']:
         with pytest.raises(TemplateError) as info:
-            message.check_title(text)
+            rendering.check_title(text)
         assert str(info.value)
 
 
 def test_check_title_non_text():
     with pytest.raises(TemplateError):
-        message.check_title(None)
+        rendering.check_title(None)
 
 
 HTML_TO_TEXT = (
@@ -409,7 +409,7 @@ HTML_TO_TEXT = (
 
 
 def test_html_to_text():
-    text = message.html_to_text(HTML_TO_TEXT)
+    text = mime.html_to_text(HTML_TO_TEXT)
     for word in ['Title', 'Hello', 'Ann', 'welcome', 'one', 'two & more',
             'https://t.example/c/1']:
         assert word in text
@@ -419,8 +419,8 @@ def test_html_to_text():
 
 def test_html_to_text_fallback(monkeypatch):
     # trytond's converter answers None without html2text
-    monkeypatch.setattr(message, '_report_html_to_text', lambda html: None)
-    assert message.html_to_text(HTML_TO_TEXT) == (
+    monkeypatch.setattr(mime, '_report_html_to_text', lambda html: None)
+    assert mime.html_to_text(HTML_TO_TEXT) == (
         'Title\n\n'
         'Hello Ann, welcome\n\n'
         '- one\n'
@@ -430,8 +430,8 @@ def test_html_to_text_fallback(monkeypatch):
 
 def test_html_to_text_uses_trytond(monkeypatch):
     monkeypatch.setattr(
-        message, '_report_html_to_text', lambda html: 'converted')
-    assert message.html_to_text(HTML_TO_TEXT) == 'converted'
+        mime, '_report_html_to_text', lambda html: 'converted')
+    assert mime.html_to_text(HTML_TO_TEXT) == 'converted'
 
 
 def build(**values):
@@ -443,7 +443,7 @@ def build(**values):
         'shop</a></p></body></html>',
         unsubscribe_url='https://shop.example/m/dGVzdA/unsubscribe?r=01')
     kwargs.update(values)
-    return message.build_message(**kwargs)
+    return mime.build_message(**kwargs)
 
 
 def reparse(msg):
@@ -538,12 +538,12 @@ def test_full_pipeline():
         '<a href="%s">offer</a> <a href="unsubscribe">stop</a>'
         '</body></html>' % TRICKY.replace('&', '&amp;'))
     context = {'record': Record()}
-    message.check_title('News for ${record.name}')
-    message.check_html(template, context)
-    html = message.render_html(
+    rendering.check_title('News for ${record.name}')
+    rendering.check_html(template, context)
+    html = rendering.render_html(
         template, context, calls.link_for, calls.unsubscribe_for, PIXEL)
     msg = reparse(build(
-            subject=message.render_title('News for ${record.name}', context),
+            subject=rendering.render_title('News for ${record.name}', context),
             html=html))
     assert msg['Subject'] == 'News for Ann'
     assert calls.links == [TRICKY]
@@ -580,9 +580,9 @@ SERIALIZED = [
 def test_serialize_html_as_genshi(template, fallback):
     "The HTML serializer writes what Genshi's writes, or leaves it to it"
     from genshi.core import Markup, Stream
-    events = list(message._html_template(template).generate(
+    events = list(rendering._html_template(template).generate(
             text='<v>', markup=Markup('<em>m</em>')))
-    html = message._serialize_html(events)
+    html = rendering._serialize_html(events)
     if fallback:
         assert html is None
     else:
@@ -599,7 +599,7 @@ def test_serialize_html_as_genshi(template, fallback):
         ])
 def test_display_address_is_not_encoded(name, address, expected):
     "The archived recipient is the name as people read it, not MIME"
-    assert message.display_address(name, address) == expected
+    assert mime.display_address(name, address) == expected
 
 
 @pytest.mark.parametrize('from_addr, domain', [
@@ -609,19 +609,19 @@ def test_display_address_is_not_encoded(name, address, expected):
         ])
 def test_message_id_in_sender_domain(from_addr, domain):
     "The Message-ID is in the domain of the sender, not localhost"
-    message_id = message.message_id(from_addr)
+    message_id = mime.message_id(from_addr)
     assert message_id.startswith('<') and message_id.endswith(domain)
-    assert message.message_id(from_addr) != message_id
+    assert mime.message_id(from_addr) != message_id
 
 
 def test_message_id_without_domain():
     "A sender without domain still gives a Message-ID"
-    assert re.fullmatch(r'<[^<>@\s]+@[^<>@\s]+>', message.message_id(''))
+    assert re.fullmatch(r'<[^<>@\s]+@[^<>@\s]+>', mime.message_id(''))
 
 
 def test_build_message_date_has_offset():
     "The Date header carries a real UTC offset, not -0000"
-    msg = message.build_message(
+    msg = mime.build_message(
         from_addr='shop@example.com', to_addr='ann@example.com',
         subject="Hello", html='<html><body><p>Hi</p></body></html>',
         unsubscribe_url='https://shop.example/u')
@@ -636,5 +636,5 @@ def test_build_message_date_has_offset():
 
 def test_message_id_first_sender_with_domain():
     "The Message-ID takes the domain of the first sender that has one"
-    assert message.message_id('root', 'Shop <a@shop.example>').endswith(
+    assert mime.message_id('root', 'Shop <a@shop.example>').endswith(
         '@shop.example>')

@@ -15,7 +15,7 @@ from genshi.template.base import Context
 from genshi.template.eval import Code, Expression, LookupBase, _compile
 
 from trytond import _safe_genshi
-from trytond.modules.marketing_automation import message, sandbox
+from trytond.modules.marketing_automation import mime, sandbox
 from trytond.transaction import Transaction
 
 
@@ -87,17 +87,17 @@ def test_genshi_for_calls_iter():
 
 
 def test_genshi_text_template_allow_exec():
-    "NewTextTemplate sets allow_exec in _parse: message._TextTemplate"
+    "NewTextTemplate sets allow_exec in _parse: rendering._TextTemplate"
     assert '_parse' in vars(NewTextTemplate)
     assert 'allow_exec' in inspect.signature(Template.__init__).parameters
 
 
 def test_email_policy_header_hooks():
-    "message._Policy overrides the two header hooks of EmailPolicy"
+    "mime._Policy overrides the two header hooks of EmailPolicy"
     for name in ['header_store_parse', 'header_fetch_parse']:
         assert list(inspect.signature(getattr(EmailPolicy, name)).parameters
             ) == ['self', 'name', 'value'], name
-    assert issubclass(message._Policy, EmailPolicy)
+    assert issubclass(mime._Policy, EmailPolicy)
 
 
 def test_transaction_cache_and_counter():

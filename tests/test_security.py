@@ -16,7 +16,7 @@ import pytest
 
 from trytond.model.exceptions import AccessError
 from trytond.modules.marketing_automation import (
-    links, message, rights, sandbox)
+    links, rendering, rights, sandbox)
 from trytond.modules.marketing_automation import scenario as scenario_module
 from trytond.modules.marketing_automation.exceptions import (
     ConditionError, DomainError)
@@ -52,7 +52,7 @@ def html(expression):
 
 def render(template, budget=None, **context):
     context = {**sandbox.helpers(), **context}
-    return message.render_html(
+    return rendering.render_html(
         template, context, lambda url: url, lambda next_url: 'unsubscribe',
         'https://t.example/o.gif', budget=budget)
 
@@ -110,7 +110,7 @@ def test_template_iter_refuses_the_sentinel_form():
 def test_template_lambda_refused_at_save():
     "A lambda could recurse exponentially without any loop"
     with pytest.raises(TemplateError):
-        message.check_html(html("(lambda f: f(f))(lambda f: f(f))"))
+        rendering.check_html(html("(lambda f: f(f))(lambda f: f(f))"))
 
 
 @pytest.mark.parametrize('expression', [
@@ -123,9 +123,9 @@ def test_template_lambda_refused_at_save():
 def test_template_too_large_constant_refused_at_save(expression):
     "What is too large and constant is seen when the template is saved"
     with pytest.raises(TemplateError):
-        message.check_html(html(expression))
+        rendering.check_html(html(expression))
     with pytest.raises(TemplateError):
-        message.check_title('${%s}' % expression)
+        rendering.check_title('${%s}' % expression)
 
 
 @pytest.mark.parametrize('expression', [
@@ -205,14 +205,14 @@ def test_template_output_size_limit():
 def test_links_other_than_web_refused_at_save(href):
     "Only http(s), mailto:, tel:, anchors and unsubscribe are links"
     with pytest.raises(TemplateError):
-        message.check_html(
+        rendering.check_html(
             '<html><body><a href="%s">x</a></body></html>' % href)
 
 
 def test_links_untracked_left_alone_and_web_tracked():
     "mailto:, tel: and anchors are not rewritten; web links are"
     calls = []
-    output = message.render_html(
+    output = rendering.render_html(
         '<html><body><a href="mailto:a@example.com">m</a>'
         '<a href="tel:+321">t</a><a href="#top">a</a>'
         '<a href="https://shop.example/">s</a></body></html>',
