@@ -31,3 +31,8 @@ class DelayError(ValidationError):
 
 class SendingError(UserError):
     pass
+
+
+def error_text(exception):
+    "Return the text of the exception to show, or else its name"
+    return str(exception) or exception.__class__.__name__

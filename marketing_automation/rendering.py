@@ -19,6 +19,7 @@ from genshi.template import MarkupTemplate, NewTextTemplate, Template
 from trytond import backend
 
 from . import links
+from .exceptions import error_text
 from .sandbox import (
     SandboxContext, SandboxLookup, TemplateError, new_budget, reset_budget,
     use_budget)
@@ -60,10 +61,6 @@ def _has_include(stream):
     return False
 
 
-def _reason(exception):
-    return str(exception) or exception.__class__.__name__
-
-
 def _links(stream):
     "Yield the literal href of the links of a template stream"
     for kind, data, pos in stream:
@@ -88,7 +85,7 @@ def _compile(factory, text):
     except TemplateError:
         raise
     except Exception as exception:
-        raise TemplateError(_reason(exception)) from exception
+        raise TemplateError(error_text(exception)) from exception
     if _has_include(stream):
         raise TemplateError("includes are not allowed")
     for href in _links(stream):
@@ -117,7 +114,7 @@ def _guarded(stream):
         raise TemplateError("the template calls itself too deep") \
             from exception
     except Exception as exception:
-        raise TemplateError(_reason(exception)) from exception
+        raise TemplateError(error_text(exception)) from exception
 
 
 # The output is charged to the budget for a few events at once: reading
@@ -131,7 +128,7 @@ def _generate(template, context, budget):
     except TemplateError:
         raise
     except Exception as exception:
-        raise TemplateError(_reason(exception)) from exception
+        raise TemplateError(error_text(exception)) from exception
     return _guarded(stream)
 
 

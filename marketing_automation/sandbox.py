@@ -84,15 +84,17 @@ class Budget:
         self.iterations -= count
         if self.iterations < 0:
             raise TemplateError("the template runs too many iterations")
-        if time.monotonic() > self.deadline:
-            raise TemplateError(
-                f"the template takes more than {self.timeout} seconds")
+        self.check_deadline()
 
     def output(self, length):
         "Count characters of output and check the deadline"
         self.size -= length
         if self.size < 0:
             raise TemplateError("the template output is too large")
+        self.check_deadline()
+
+    def check_deadline(self):
+        "Raise TemplateError once the time of the rendering is over"
         if time.monotonic() > self.deadline:
             raise TemplateError(
                 f"the template takes more than {self.timeout} seconds")

@@ -19,17 +19,12 @@ from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, check_access
 
 from . import dialect, rights
-from .exceptions import DomainError
+from .exceptions import DomainError, error_text
 from .ir import without_email_archives
 from .mixin import marketing_models
 from .statistics import daily_trend, email_sent_where, rate
 
 logger = logging.getLogger(__name__)
-
-
-def _reason(exception):
-    "Return the message of the exception for a user"
-    return str(exception) or exception.__class__.__name__
 
 
 class Scenario(Workflow, ModelSQL, ModelView):
@@ -188,7 +183,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
                 raise DomainError(gettext(
                         'marketing_automation.msg_scenario_domain_not_pyson',
                         scenario=scenario.rec_name,
-                        error=_reason(exception))) from None
+                        error=error_text(exception))) from None
             scenario.check_domain_rights(Model, domain)
             try:
                 # Building the query checks the values
@@ -198,7 +193,7 @@ class Scenario(Workflow, ModelSQL, ModelView):
                         'marketing_automation'
                         '.msg_scenario_domain_invalid_value',
                         scenario=scenario.rec_name,
-                        error=_reason(exception))) from None
+                        error=error_text(exception))) from None
 
     def check_domain_rights(self, Model, domain):
         "Raise DomainError if the domain is not valid or not readable"
