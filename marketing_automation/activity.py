@@ -3,14 +3,11 @@
 import datetime as dt
 import logging
 from collections import defaultdict
-from email.utils import getaddresses
 
 from sql import Literal, Null
 from sql.aggregate import Count, Sum
 from sql.conditionals import Case
-from sql.functions import CurrentTimestamp
 
-import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, fields
@@ -20,13 +17,11 @@ from trytond.pyson import PYSON, Bool, Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import dialect, links, mime, rendering, rights, sandbox
+from . import engine, mailing, rendering, rights, sandbox
 from .access import RecordReader
 from .exceptions import (
     ConditionError, DelayError, EventError, ParentError, TemplateError)
 from .ir import without_email_archives
-from .record import ids_of
-from .smtp import RecordActivitySMTPDataManager
 from .statistics import daily_trend, email_sent_where, rate
 
 logger = logging.getLogger(__name__)
@@ -462,11 +457,9 @@ class Activity(ModelSQL, ModelView):
 
     @classmethod
     def on_modification(cls, mode, activities, field_names=None):
-        pool = Pool()
-        RecordActivity = pool.get('marketing.automation.record.activity')
         super().on_modification(mode, activities, field_names=field_names)
         # The events read the children of the activities from a cache
-        RecordActivity._children_cache.clear()
+        engine.children_cache.clear()
 
     @classmethod
     def on_delete(cls, activities):
@@ -616,180 +609,21 @@ class Activity(ModelSQL, ModelView):
                     result[record] = None
         return result
 
-    def execute(self, record_activities):
-        "Run the action for the record activities and return notes per id"
-        return getattr(self, 'execute_' + self.action)(record_activities)
+    def run_action(self, rows):
+        "Run the action for the engine's rows; return the notes by id"
+        batch = getattr(self, 'execute_%s_batch' % self.action, None)
+        if batch is not None:
+            return batch(rows)
+        # Actions written for Tryton's own module take one record activity
+        RecordActivity = Pool().get('marketing.automation.record.activity')
+        execute = getattr(self, 'execute_' + self.action)
+        for record_activity in RecordActivity.browse([r.id for r in rows]):
+            execute(record_activity)
+        return {}
 
-    def execute_send_email(self, record_activities):
-        "Render and queue the e-mail of each record activity"
-        pool = Pool()
-        Configuration = pool.get('ir.configuration')
-        RecordActivity = pool.get('marketing.automation.record.activity')
-        transaction = Transaction()
-        database_name = transaction.database.name
-        secret = Configuration.get_marketing_automation_secret()
-        datamanager = transaction.join(RecordActivitySMTPDataManager())
-        default_from = (config.get('marketing', 'email_from')
-            or config.get('email', 'from'))
-        email_from = self.email_from or default_from
-        sender = default_from if email_from != default_from else None
-        # The envelope sender, as smtplib would read it from the headers
-        envelope_from = getaddresses([sender or email_from])[0][1]
-        unsubscribe_mailto = config.get(
-            'marketing', 'automation_unsubscribe_mailto', default=None)
-        author = (self.write_uid or self.create_uid)
-
-        rows = [r for r in RecordActivity.read_rows(ids_of(record_activities))
-            if r.target]
-        by_model = defaultdict(list)
-        for row in rows:
-            model, id_ = row.target
-            by_model[model].append(id_)
-        recipients = {}
-        for model, ids in by_model.items():
-            for id_, recipient in pool.get(model).get_marketing_recipients(
-                    ids).items():
-                recipients[(model, id_)] = recipient
-
-        notes, emails = {}, []
-        by_language = defaultdict(list)
-        for row in rows:
-            name, address, language = (
-                recipients.get(row.target) or (None,) * 3)
-            if not address:
-                notes[row.id] = gettext(
-                    'marketing_automation.msg_no_email_address')
-            else:
-                by_language[language].append((row, name, address))
-
-        for language, language_rows in by_language.items():
-            with transaction.set_context(language=language), \
-                    transaction.set_user(author.id if author else 0):
-                activity = self.__class__(self.id)
-                # Read the records in the language of the e-mail, all at once
-                reader = RecordReader()
-                targets = {}
-                for model in {r.target[0] for r, _, _ in language_rows}:
-                    Model = pool.get(model)
-                    ids = sorted({r.target[1] for r, _, _ in language_rows
-                            if r.target[0] == model})
-                    reader.prefetch(Model, ids)
-                    # Browse lists of a hundred: each instance checks all the
-                    # ids of its list
-                    for sub_ids in grouped_slice(ids, 100):
-                        targets.update(
-                            ((model, t.id), t)
-                            for t in Model.browse(list(sub_ids)))
-                for row, name, address in language_rows:
-                    target = targets[row.target]
-
-                    def link_for(url):
-                        return links.click_url(
-                            database_name, row.token, url, secret)
-
-                    def unsubscribe_for(next_url):
-                        return links.unsubscribe_url(
-                            database_name, row.record_token, next_url)
-                    try:
-                        to_addr = mime.recipient(name, address)
-                    except ValueError:
-                        notes[row.id] = gettext(
-                            'marketing_automation.msg_invalid_email_address',
-                            address=address)[:200]
-                        continue
-                    budget = sandbox.new_budget()
-                    try:
-                        context = activity.email_context(target, reader)
-                        title = rendering.render_title(
-                            activity.email_title, context, budget=budget)
-                        html = rendering.render_html(
-                            activity.email_template, context,
-                            link_for=link_for,
-                            unsubscribe_for=unsubscribe_for,
-                            pixel_url=links.open_url(
-                                database_name, row.token),
-                            budget=budget)
-                    except Exception as exception:
-                        # One line: a template failing for a whole batch
-                        # would flood the log with tracebacks
-                        logger.warning(
-                            "Fail to render %s for %s: %s",
-                            self, target, exception)
-                        notes[row.id] = gettext(
-                            'marketing_automation.msg_render_failed',
-                            error=exception)[:200]
-                        continue
-                    subject = ' '.join(title.split())
-                    message_id = mime.message_id(email_from, sender)
-                    try:
-                        msg = mime.build_message(
-                            from_addr=email_from,
-                            sender=sender,
-                            to_addr=to_addr,
-                            subject=subject,
-                            html=html,
-                            unsubscribe_url=unsubscribe_for(None),
-                            unsubscribe_mailto=unsubscribe_mailto,
-                            headers={'Message-ID': message_id})
-                    except ValueError as exception:
-                        logger.warning(
-                            "Fail to build %s for %s: %s",
-                            self, target, exception)
-                        notes[row.id] = gettext(
-                            'marketing_automation.msg_build_failed',
-                            error=exception)[:200]
-                        continue
-                    datamanager.put_record_activity(
-                        row.id, msg, envelope_from, [address])
-                    emails.append({
-                            # Decoded, to be found by a search on the name
-                            'recipients': mime.display_address(
-                                name, address),
-                            'addresses': [address],
-                            'subject': subject,
-                            'message_id': message_id,
-                            # The tokens give whoever reads them the
-                            # recipient's events and unsubscription
-                            'body': links.redact_tokens(
-                                html, [row.token, row.record_token]),
-                            'resource': '%s,%s' % row.target,
-                            'marketing_automation_activity': self.id,
-                            'marketing_automation_record': row.record,
-                            })
-        self._archive_emails(emails)
-        return notes
-
-    @classmethod
-    def _archive_emails(cls, emails):
-        "Archive the messages as ir.email with their addresses"
-        # In SQL: the creation through the model reads and validates each
-        # e-mail back, which costs more than rendering it
-        pool = Pool()
-        Email = pool.get('ir.email')
-        Address = pool.get('ir.email.address')
-        transaction = Transaction()
-        cursor = transaction.connection.cursor()
-        email = Email.__table__()
-        address = Address.__table__()
-        user = transaction.user
-        names = ['recipients', 'subject', 'message_id', 'body', 'resource',
-            'marketing_automation_activity', 'marketing_automation_record']
-        columns = [getattr(email, n) for n in names] + [
-            email.create_uid, email.create_date]
-        for sub in grouped_slice(emails, MAX_QUERY_PARAMS // len(columns)):
-            sub = list(sub)
-            rows = [[e[n] for n in names] + [user, CurrentTimestamp()]
-                for e in sub]
-            ids = dict(dialect.insert_returning(
-                    cursor, email, columns, rows, email.message_id))
-            addresses = [
-                [ids[e['message_id']], a, user, CurrentTimestamp()]
-                for e in sub for a in e['addresses']]
-            if addresses:
-                cursor.execute(*address.insert(
-                        [address.email, address.address, address.create_uid,
-                            address.create_date],
-                        addresses))
+    def execute_send_email_batch(self, rows):
+        "Send the e-mail of the activity for the engine's rows"
+        return mailing.send_emails(self, rows)
 
     def email_context(self, record, reader=None):
         "Return the context to render the e-mail templates for the record"

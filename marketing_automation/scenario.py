@@ -4,11 +4,10 @@ import logging
 from collections import defaultdict
 
 from sql import Cast, Literal, Null
-from sql.aggregate import Count, Max, Sum
+from sql.aggregate import Count, Sum
 from sql.conditionals import Case
-from sql.operators import Concat, Exists
+from sql.operators import Concat
 
-import trytond.config as config
 from trytond import backend
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
@@ -18,7 +17,7 @@ from trytond.pyson import Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, check_access
 
-from . import dialect, rights
+from . import enrolment, rights
 from .exceptions import DomainError, error_text
 from .ir import without_email_archives
 from .mixin import marketing_models
@@ -348,91 +347,8 @@ class Scenario(Workflow, ModelSQL, ModelView):
         "Enrol the new records matching the domain of running scenarios"
         if scenarios is None:
             scenarios = cls.search([('state', '=', 'running')])
-        cursor = Transaction().connection.cursor()
-        with dialect.bulk_cache(cursor):
-            for scenario in scenarios:
-                if scenario.state != 'running':
-                    continue
-                # The transaction stays usable when the domain of one
-                # scenario fails in the database
-                try:
-                    with dialect.savepoint(
-                            cursor, 'marketing_automation_trigger'):
-                        if scenario.author_reads_domain():
-                            scenario.enrol()
-                        else:
-                            logger.error(
-                                "Skip %s: its domain is not valid or its "
-                                "author cannot read it", scenario)
-                except Exception:
-                    logger.exception("Fail to enrol records in %s", scenario)
-
-    def author_reads_domain(self):
-        "Tell if the domain is valid and its author can read what it uses"
-        author = self.write_uid or self.create_uid
-        Model = Pool().get(self.model)
-        try:
-            domain = self.get_domain()
-        except Exception:
-            return False
-        with Transaction().set_user(author.id if author else 0):
-            try:
-                rights.check_domain(Model, domain)
-            except (rights.ReadRefused, rights.InvalidDomain):
-                return False
-        return True
+        enrolment.trigger(scenarios)
 
     def enrol(self, batch_size=None):
         "Insert the records matching the domain and schedule the roots"
-        pool = Pool()
-        Model = pool.get(self.model)
-        Record = pool.get('marketing.automation.record')
-        RecordActivity = pool.get('marketing.automation.record.activity')
-        Unsubscribed = pool.get(
-            'party.party-unsubscribed-marketing.automation.scenario')
-        transaction = Transaction()
-        cursor = transaction.connection.cursor()
-        if batch_size is None:
-            batch_size = config.getint(
-                'marketing', 'automation_enrol_batch', default=10000)
-
-        table = Model.__table__()
-        record = Record.__table__()
-        unsubscribed = Unsubscribed.__table__()
-        domain = self.get_domain()
-        reference = Concat(self.model + ',', table.id)
-        party = Model.marketing_party_column(table)
-        not_enrolled = (
-            ~Exists(record.select(Literal(1),
-                    where=(record.scenario == self.id)
-                    & (record.record == reference)))
-            & ~Exists(unsubscribed.select(Literal(1),
-                    where=(unsubscribed.scenario == self.id)
-                    & (unsubscribed.party == party))))
-        on_conflict = dialect.insert_on_conflict_nothing(record)
-
-        last_id = 0
-        while True:
-            # The domain is searched on the next range of ids only: a
-            # sub-query of all the candidates would be read again by each
-            # statement (SQLite materializes it)
-            candidates = Model.search(
-                [domain, ('id', '>', last_id)], order=[('id', 'ASC')],
-                limit=batch_size, query=True)
-            cursor.execute(*candidates.select(Max(candidates.id)))
-            upper_id, = cursor.fetchone()
-            if upper_id is None:
-                break
-            cursor.execute(*record.select(Max(record.id)))
-            watermark, = cursor.fetchone()
-            cursor.execute(*record.insert(
-                    [record.scenario, record.record, record.uuid,
-                        record.blocked, record.create_uid, record.create_date],
-                    table.select(
-                        Literal(self.id), reference, dialect.token(),
-                        Literal(False), Literal(transaction.user),
-                        dialect.now(),
-                        where=table.id.in_(candidates) & not_enrolled),
-                    on_conflict=on_conflict))
-            RecordActivity.schedule_roots(self, watermark or 0)
-            last_id = upper_id
+        enrolment.enrol(self, batch_size=batch_size)

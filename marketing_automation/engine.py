@@ -1,0 +1,527 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""The engine: claim the due record activities, run their action, mark
+them done, schedule the children, and turn the events of the public routes
+into due children.
+
+Everything is set-based SQL on the rows of the record activities: each row
+is read once per batch (``Row``) and handed to the actions.  The models
+call these functions; the engine only reaches the models through their
+tables and the two extension points of the activity (``match_records``
+and ``run_action``)."""
+import datetime as dt
+from collections import defaultdict, namedtuple
+
+from sql import Literal, Null
+from sql.functions import CurrentTimestamp
+from sql.operators import Exists
+
+import trytond.config as config
+from trytond.backend import MAX_QUERY_PARAMS
+from trytond.cache import Cache
+from trytond.i18n import gettext
+from trytond.model import fields
+from trytond.pool import Pool
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
+
+from . import dialect
+from .links import new_token
+
+RECORD = 'marketing.automation.record'
+RECORD_ACTIVITY = 'marketing.automation.record.activity'
+ACTIVITY = 'marketing.automation.activity'
+SCENARIO = 'marketing.automation.scenario'
+
+Row = namedtuple('Row', [
+        'id', 'activity', 'record', 'target', 'token', 'record_token'])
+Row.__doc__ = (
+    "A record activity as the engine reads it: its id, activity id, "
+    "record id, target (model, id) or None, and the two tokens")
+_Child = namedtuple('_Child', ['id', 'event', 'negative', 'delay'])
+
+# The children of the activities, for the events; cleared when an
+# activity changes
+children_cache = Cache(
+    'marketing.automation.record.activity.children', context=False)
+
+_IN = fields.SQL_OPERATORS['in']
+
+
+def _config_int(name, default):
+    return config.getint('marketing', name, default=default)
+
+
+def _table(name):
+    return Pool().get(name).__table__()
+
+
+def _cursor():
+    return Transaction().connection.cursor()
+
+
+def ids_of(records):
+    "Return the ids of the records without making instances of them"
+    # Each instance made from a browse list checks every id of the list
+    ids = getattr(records, 'ids', None)
+    return list(ids) if ids is not None else [int(r) for r in records]
+
+
+def reference(value):
+    "Return the (model, id) of a stored reference or None"
+    model, _, id_ = (value or '').partition(',')
+    try:
+        id_ = int(id_)
+    except ValueError:
+        return None
+    if not model or id_ < 0:
+        return None
+    return model, id_
+
+
+# Scheduling
+
+def _insert_columns(table):
+    return [table.record, table.activity, table.at,
+        table.state, table.uuid, table.email_opened, table.email_clicked,
+        table.tries, table.create_uid, table.create_date]
+
+
+def schedule_roots(scenario, after_record_id):
+    "Create the root activities of the scenario's records after the id"
+    table = _table(RECORD_ACTIVITY)
+    record = _table(RECORD)
+    cursor = _cursor()
+    now = dialect.schedule_time()
+    defaults = [Literal('waiting'), dialect.token(), Literal(False),
+        Literal(False), Literal(0), Literal(Transaction().user),
+        dialect.now()]
+    for activity in scenario.activities:
+        at = now + (activity.delay or dt.timedelta())
+        cursor.execute(*table.insert(
+                _insert_columns(table),
+                record.select(
+                    record.id, Literal(activity.id), Literal(at), *defaults,
+                    where=(record.scenario == scenario.id)
+                    & (record.id > after_record_id)
+                    & ~Exists(table.select(Literal(1),
+                            where=(table.record == record.id)
+                            & (table.activity == activity.id)))),
+                on_conflict=dialect.insert_on_conflict_nothing(table)))
+
+
+def schedule_children(by_activity):
+    "Create the children of each activity for the records ids"
+    transaction = Transaction()
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    now = dialect.schedule_time()
+    columns = _insert_columns(table)
+    for activity, record_ids in by_activity.items():
+        for child in activity.children:
+            at = None
+            if not child.event or child.negative:
+                at = now + (child.delay or dt.timedelta())
+            for sub_ids in grouped_slice(
+                    record_ids, MAX_QUERY_PARAMS // len(columns)):
+                values = [
+                    [i, child.id, at, 'waiting', new_token(), False, False,
+                        0, transaction.user, now]
+                    for i in sub_ids]
+                cursor.execute(*table.insert(
+                        columns, values,
+                        on_conflict=dialect.insert_on_conflict_nothing(
+                            table)))
+
+
+# Execution
+
+def due_where(table, now):
+    "Return the condition of the due record activities of table"
+    record = _table(RECORD)
+    activity = _table(ACTIVITY)
+    scenario = _table(SCENARIO)
+    # Correlated sub-queries: an IN (sub-query) of all the unblocked
+    # records costs O(records) per statement (SQLite even drives the claim
+    # of a batch by it), so the cost would grow with the audience
+    return ((table.state == 'waiting')
+        & (table.at != Null) & (table.at <= now)
+        & Exists(record.select(
+                Literal(1),
+                where=(record.id == table.record)
+                & (record.blocked == Literal(False))))
+        & Exists(activity.join(
+                scenario, condition=activity.scenario == scenario.id
+                ).select(Literal(1),
+                where=(activity.id == table.activity)
+                & (scenario.state == 'running'))))
+
+
+def due_batches(batch_size=None):
+    "Yield the ids of the due record activities in batches, oldest first"
+    if batch_size is None:
+        batch_size = _config_int('automation_process_batch', 500)
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    cursor.execute(*table.select(
+            table.id,
+            where=due_where(table, dt.datetime.now()),
+            order_by=[table.at.asc, table.id.asc]))
+    while True:
+        ids = [i for i, in cursor.fetchmany(batch_size)]
+        if not ids:
+            break
+        yield ids
+
+
+def process(ids):
+    "Run the record activities of ids and the children due at once"
+    dialect.close_at_end(Transaction())
+    record_ids = run(ids)
+    while record_ids:
+        table = _table(RECORD_ACTIVITY)
+        cursor = _cursor()
+        now = dt.datetime.now()
+        child_ids = []
+        for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
+            cursor.execute(*table.select(
+                    table.id,
+                    where=_IN(table.record, sub_ids)
+                    & due_where(table, now)))
+            child_ids.extend(i for i, in cursor)
+        record_ids = run(child_ids) if child_ids else []
+
+
+def claim(ids):
+    "Return the ids of the due record activities this transaction runs"
+    cursor = _cursor()
+    table = _table(RECORD_ACTIVITY)
+    now = dt.datetime.now()
+    claimed = []
+    for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+        query = table.select(
+            table.id,
+            where=_IN(table.id, sub_ids) & due_where(table, now))
+        # Concurrent runs skip what another one is running
+        cursor.execute(*dialect.lock_skip_locked(query, table))
+        claimed.extend(i for i, in cursor)
+    if claimed and not dialect.skip_locked_supported():
+        # Writers are serialized on SQLite but mark the rows at once
+        for sub_ids in grouped_slice(claimed, MAX_QUERY_PARAMS):
+            cursor.execute(*table.update(
+                    [table.write_date], [CurrentTimestamp()],
+                    where=_IN(table.id, sub_ids)))
+    return claimed
+
+
+def run(ids):
+    "Run the record activities of ids and return the ids of their records"
+    Activity = Pool().get(ACTIVITY)
+    ids = claim(ids)
+    if not ids:
+        return []
+    # The rows are read in SQL: going through the instances costs more
+    # than the actions themselves; only the actions make instances
+    rows = read_rows(ids)
+    activities = {a.id: a for a in Activity.browse(
+            sorted({r.activity for r in rows}))}
+    cancel_opposites(rows, activities)
+    existing = existing_targets(rows)
+
+    by_activity = defaultdict(list)
+    for row in rows:
+        by_activity[row.activity].append(row)
+    notes = {}
+    for activity_id, activity_rows in by_activity.items():
+        activity = activities[activity_id]
+        candidates = []
+        for row in activity_rows:
+            if row.target in existing:
+                candidates.append(row)
+            else:
+                notes[row.id] = gettext(
+                    'marketing_automation.msg_record_gone')
+        if activity.condition:
+            candidates = _matching(activity, candidates, notes)
+        if activity.action and candidates:
+            notes.update(activity.run_action(candidates) or {})
+
+    mark_done([r.id for r in rows], notes)
+    by_activity = defaultdict(list)
+    for row in rows:
+        by_activity[activities[row.activity]].append(row.record)
+    schedule_children(by_activity)
+    clear_cache()
+    return [r.record for r in rows]
+
+
+def _matching(activity, rows, notes):
+    "Return the rows whose target matches the condition; note the others"
+    targets = instances(r.target for r in rows)
+    matches = activity.match_records(list(targets.values()))
+    matching = []
+    for row in rows:
+        matched = matches[targets[row.target]]
+        if matched:
+            matching.append(row)
+        elif matched is None:
+            # Tells nothing of the values the author cannot read
+            notes[row.id] = gettext(
+                'marketing_automation.msg_condition_unreadable')
+        else:
+            notes[row.id] = gettext(
+                'marketing_automation.msg_condition_false')
+    return matching
+
+
+def read_rows(ids):
+    "Return the rows of the record activities of ids, by id"
+    table = _table(RECORD_ACTIVITY)
+    record = _table(RECORD)
+    cursor = _cursor()
+    rows = []
+    for sub_ids in grouped_slice(sorted(ids), MAX_QUERY_PARAMS):
+        cursor.execute(*table.join(
+                record, condition=table.record == record.id
+                ).select(
+                table.id, table.activity, table.record, record.record,
+                table.uuid, record.uuid,
+                where=_IN(table.id, sub_ids),
+                order_by=[table.id.asc]))
+        rows.extend(
+            Row(i, a, r, reference(t), u, ru)
+            for i, a, r, t, u, ru in cursor)
+    return rows
+
+
+def instances(references):
+    "Return the instances of the (model, id) references"
+    pool = Pool()
+    by_model = defaultdict(set)
+    for model, id_ in references:
+        by_model[model].add(id_)
+    targets = {}
+    for model, ids in by_model.items():
+        for target in pool.get(model).browse(sorted(ids)):
+            targets[(model, target.id)] = target
+    return targets
+
+
+def existing_targets(rows):
+    "Return the (model, id) targets of the rows that still exist"
+    by_model = defaultdict(set)
+    for row in rows:
+        if row.target is not None:
+            model, id_ = row.target
+            by_model[model].add(id_)
+    existing = set()
+    pool = Pool()
+    cursor = _cursor()
+    for model, ids in by_model.items():
+        try:
+            Model = pool.get(model)
+        except KeyError:
+            continue
+        for sub_ids in grouped_slice(sorted(ids), MAX_QUERY_PARAMS):
+            # The search keeps the rules (e.g. inactive records are gone)
+            cursor.execute(*Model.search(
+                    [('id', 'in', list(sub_ids))], order=[], query=True))
+            existing.update((model, i) for i, in cursor)
+    return existing
+
+
+def mark_done(ids, notes):
+    "Mark the record activities done with their note"
+    transaction = Transaction()
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    by_note = defaultdict(list)
+    for id_ in ids:
+        by_note[notes.get(id_)].append(id_)
+    for note, note_ids in by_note.items():
+        for sub_ids in grouped_slice(note_ids, MAX_QUERY_PARAMS):
+            cursor.execute(*table.update(
+                    [table.state, table.note, table.write_date,
+                        table.write_uid],
+                    ['done', note, CurrentTimestamp(), transaction.user],
+                    where=_IN(table.id, sub_ids)))
+
+
+def cancel_opposites(rows, activities):
+    "Cancel the waiting siblings of the opposite outcome"
+    by_pair = defaultdict(list)
+    for row in rows:
+        activity = activities[row.activity]
+        if activity.event and activity.negative:
+            by_pair[(activity.parent, activity.event)].append(row.record)
+    for (parent, event), record_ids in by_pair.items():
+        siblings = [c.id for c in parent.children
+            if c.event == event and not c.negative]
+        cancel_waiting(siblings, record_ids)
+
+
+def cancel_waiting(activity_ids, record_ids):
+    "Cancel the waiting record activities of the activities and records"
+    if not activity_ids or not record_ids:
+        return
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
+        cursor.execute(*table.update(
+                [table.state, table.write_date, table.write_uid],
+                ['cancelled', CurrentTimestamp(), Transaction().user],
+                where=_IN(table.record, sub_ids)
+                & _IN(table.activity, activity_ids)
+                & (table.state == 'waiting')))
+
+
+def sending_failed(failures):
+    "Reschedule with back-off or fail the record activities not sent"
+    pool = Pool()
+    Email = pool.get('ir.email')
+    RecordActivity = pool.get(RECORD_ACTIVITY)
+    max_tries = _config_int('automation_retries', 5)
+    retry_delay = _config_int('automation_retry_delay', 300)
+    table = RecordActivity.__table__()
+    cursor = _cursor()
+    now = dialect.schedule_time()
+    for record_activity in RecordActivity.browse(sorted(failures)):
+        # Only what was sent is archived
+        Email.delete(Email.search([
+                    ('marketing_automation_activity', '=',
+                        record_activity.activity.id),
+                    ('marketing_automation_record', '=',
+                        record_activity.record.id),
+                    ]))
+        tries = (record_activity.tries or 0) + 1
+        note = failures[record_activity.id][:200]
+        if tries >= max_tries:
+            state, at = 'failed', record_activity.at
+        else:
+            state = 'waiting'
+            at = now + dt.timedelta(seconds=retry_delay * 2 ** (tries - 1))
+        cursor.execute(*table.update(
+                [table.state, table.at, table.tries, table.note],
+                [state, at, tries, note],
+                where=table.id == record_activity.id))
+        # Children wait for a message that was not sent
+        child_ids = [c.id for c in record_activity.activity.children]
+        if child_ids:
+            cursor.execute(*table.delete(
+                    where=(table.record == record_activity.record.id)
+                    & _IN(table.activity, child_ids)
+                    & (table.state == 'waiting')))
+
+
+# Events
+
+def fire(ids, events):
+    "Set the events on the sent e-mails of ids and make their children due"
+    table = _table(RECORD_ACTIVITY)
+    activity = _table(ACTIVITY)
+    cursor = _cursor()
+    now = dialect.schedule_time()
+    # In SQL with few statements: each open or click of an e-mail is a
+    # request of its own
+    sends_email = activity.select(
+        activity.id, where=activity.action == 'send_email')
+    sent = (table.state == 'done') & table.activity.in_(sends_email)
+    returning = dialect.returning_supported()
+    if not returning:
+        rows = []
+        for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+            cursor.execute(*table.select(
+                    table.id, table.activity, table.record,
+                    table.email_opened, table.email_clicked,
+                    where=_IN(table.id, sub_ids) & sent))
+            rows.extend(cursor)
+    flags = {'email_opened': 3, 'email_clicked': 4}
+    for event in events:
+        column = getattr(table, event)
+        if returning:
+            # The flags are set and the rows they changed are read at once
+            # (none when a concurrent event set them first)
+            pending = []
+            for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+                cursor.execute(*table.update(
+                        [column, table.write_date],
+                        [Literal(True), CurrentTimestamp()],
+                        where=_IN(table.id, sub_ids) & sent
+                        & ((column == Null) | (column == Literal(False))),
+                        returning=[table.id, table.activity, table.record]))
+                pending.extend(cursor)
+        else:
+            pending = [r for r in rows if not r[flags[event]]]
+            for sub in grouped_slice(pending, MAX_QUERY_PARAMS):
+                cursor.execute(*table.update(
+                        [column, table.write_date],
+                        [Literal(True), CurrentTimestamp()],
+                        where=_IN(table.id, [r[0] for r in sub])))
+        if pending:
+            by_activity = defaultdict(list)
+            for row in pending:
+                by_activity[row[1]].append(row[2])
+            _event_children_due(by_activity, event, now)
+    clear_cache()
+
+
+def _event_children_due(by_activity, event, now):
+    "Make due the children waiting for the event; cancel its negatives"
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    children = children_of(by_activity)
+    for activity_id, record_ids in by_activity.items():
+        on_event = [c for c in children.get(activity_id, [])
+            if c.event == event]
+        cancel_waiting([c.id for c in on_event if c.negative], record_ids)
+        for child in on_event:
+            if child.negative:
+                continue
+            at = now + (child.delay or dt.timedelta())
+            for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
+                cursor.execute(*table.update(
+                        [table.at, table.write_date],
+                        [at, CurrentTimestamp()],
+                        where=_IN(table.record, sub_ids)
+                        & (table.activity == child.id)
+                        & (table.state == 'waiting')
+                        & (table.at == Null)))
+
+
+def children_of(activity_ids):
+    "Return the children (id, event, negative, delay) of the activities"
+    activity = _table(ACTIVITY)
+    cursor = _cursor()
+    children = {}
+    parents = {}
+    for activity_id in activity_ids:
+        cached = children_cache.get(activity_id)
+        if cached is not None:
+            children[activity_id] = [_Child(*c) for c in cached]
+        else:
+            parents['%s,%s' % (ACTIVITY, activity_id)] = activity_id
+    found = defaultdict(list)
+    for sub in grouped_slice(sorted(parents), MAX_QUERY_PARAMS):
+        cursor.execute(*activity.select(
+                activity.id, activity.parent, activity.event,
+                activity.negative, activity.delay,
+                where=_IN(activity.parent, sub),
+                order_by=[activity.id.asc]))
+        for id_, parent, event, negative, delay in cursor:
+            found[parents[parent]].append(
+                _Child(id_, event, bool(negative), delay))
+    for activity_id in parents.values():
+        children[activity_id] = found[activity_id]
+        children_cache.set(
+            activity_id, tuple(tuple(c) for c in found[activity_id]))
+    return children
+
+
+def clear_cache():
+    "Clear the transaction's caches of the record activities"
+    # The rows were written in SQL
+    transaction = Transaction()
+    transaction.counter += 1
+    for cache in transaction.cache.values():
+        if RECORD_ACTIVITY in cache:
+            cache[RECORD_ACTIVITY].clear()

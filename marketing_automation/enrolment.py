@@ -1,0 +1,121 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""Enrolment: the records matching the domain of a running scenario enter
+it, in batches of one INSERT ... SELECT each, and their root activities are
+scheduled."""
+import logging
+
+from sql import Literal
+from sql.aggregate import Max
+from sql.operators import Concat, Exists
+
+import trytond.config as config
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from . import dialect, engine, rights
+
+logger = logging.getLogger(__name__)
+
+
+def trigger(scenarios):
+    "Enrol the new records of the running scenarios, each on its own"
+    cursor = Transaction().connection.cursor()
+    with dialect.bulk_cache(cursor):
+        for scenario in scenarios:
+            if scenario.state != 'running':
+                continue
+            # The transaction stays usable when the domain of one scenario
+            # fails in the database
+            try:
+                with dialect.savepoint(cursor, 'marketing_automation_trigger'):
+                    if author_reads_domain(scenario):
+                        scenario.enrol()
+                    else:
+                        logger.error(
+                            "Skip %s: its domain is not valid or its author "
+                            "cannot read it", scenario)
+            except Exception:
+                logger.exception("Fail to enrol records in %s", scenario)
+
+
+def author_reads_domain(scenario):
+    "Tell if the domain is valid and its author can read what it uses"
+    author = scenario.write_uid or scenario.create_uid
+    Model = Pool().get(scenario.model)
+    try:
+        domain = scenario.get_domain()
+    except Exception:
+        return False
+    with Transaction().set_user(author.id if author else 0):
+        try:
+            rights.check_domain(Model, domain)
+        except (rights.ReadRefused, rights.InvalidDomain):
+            return False
+    return True
+
+
+def enrol(scenario, batch_size=None):
+    "Insert the records matching the domain and schedule their roots"
+    pool = Pool()
+    Model = pool.get(scenario.model)
+    Record = pool.get('marketing.automation.record')
+    Unsubscribed = pool.get(
+        'party.party-unsubscribed-marketing.automation.scenario')
+    transaction = Transaction()
+    cursor = transaction.connection.cursor()
+    if batch_size is None:
+        batch_size = config.getint(
+            'marketing', 'automation_enrol_batch', default=10000)
+
+    table = Model.__table__()
+    record = Record.__table__()
+    unsubscribed = Unsubscribed.__table__()
+    domain = scenario.get_domain()
+    reference = Concat(scenario.model + ',', table.id)
+    not_enrolled = (
+        ~Exists(record.select(Literal(1),
+                where=(record.scenario == scenario.id)
+                & (record.record == reference)))
+        & party_not_unsubscribed(Model, table, unsubscribed, scenario))
+    on_conflict = dialect.insert_on_conflict_nothing(record)
+
+    last_id = 0
+    while True:
+        # The domain is searched on the next range of ids only: a sub-query
+        # of all the candidates would be read again by each statement
+        # (SQLite materializes it)
+        candidates = Model.search(
+            [domain, ('id', '>', last_id)], order=[('id', 'ASC')],
+            limit=batch_size, query=True)
+        cursor.execute(*candidates.select(Max(candidates.id)))
+        upper_id, = cursor.fetchone()
+        if upper_id is None:
+            break
+        cursor.execute(*record.select(Max(record.id)))
+        watermark, = cursor.fetchone()
+        cursor.execute(*record.insert(
+                [record.scenario, record.record, record.uuid,
+                    record.blocked, record.create_uid, record.create_date],
+                table.select(
+                    Literal(scenario.id), reference, dialect.token(),
+                    Literal(False), Literal(transaction.user),
+                    dialect.now(),
+                    where=table.id.in_(candidates) & not_enrolled),
+                on_conflict=on_conflict))
+        engine.schedule_roots(scenario, watermark or 0)
+        last_id = upper_id
+
+
+def party_not_unsubscribed(Model, table, unsubscribed, scenario):
+    "Return the SQL condition on table: the party is not unsubscribed"
+    party = Model.marketing_party_column(table)
+    if party is not None:
+        return ~Exists(unsubscribed.select(Literal(1),
+                where=(unsubscribed.scenario == scenario.id)
+                & (unsubscribed.party == party)))
+    # Without a column, the model's searcher finds the records of the
+    # unsubscribed parties
+    parties = unsubscribed.select(
+        unsubscribed.party, where=unsubscribed.scenario == scenario.id)
+    return ~table.id.in_(Model.marketing_party_records(parties))

@@ -1,0 +1,222 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""The send_email action: from the engine's rows to messages handed to SMTP
+
+For a batch: the recipients (one SQL read per model), then per language
+the records read with the author's rights, the render context, the
+sandboxed rendering, the MIME message, the hand-off to the SMTP data
+manager (sent after the commit) and the archive as ir.email."""
+import logging
+from collections import defaultdict
+from email.utils import getaddresses
+
+from sql.functions import CurrentTimestamp
+
+import trytond.config as config
+from trytond.backend import MAX_QUERY_PARAMS
+from trytond.i18n import gettext
+from trytond.pool import Pool
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
+
+from . import dialect, links, mime, rendering, sandbox
+from .access import RecordReader
+from .smtp import RecordActivitySMTPDataManager
+
+logger = logging.getLogger(__name__)
+
+
+class _Sender:
+    "The addresses, secret and data manager shared by a batch's messages"
+
+    def __init__(self, activity):
+        pool = Pool()
+        Configuration = pool.get('ir.configuration')
+        transaction = Transaction()
+        self.database_name = transaction.database.name
+        self.secret = Configuration.get_marketing_automation_secret()
+        self.datamanager = transaction.join(RecordActivitySMTPDataManager())
+        default_from = (config.get('marketing', 'email_from')
+            or config.get('email', 'from'))
+        self.email_from = activity.email_from or default_from
+        self.sender = (
+            default_from if self.email_from != default_from else None)
+        # The envelope sender, as smtplib would read it from the headers
+        self.envelope_from = getaddresses(
+            [self.sender or self.email_from])[0][1]
+        self.unsubscribe_mailto = config.get(
+            'marketing', 'automation_unsubscribe_mailto', default=None)
+
+    def click_url(self, row, url):
+        return links.click_url(self.database_name, row.token, url, self.secret)
+
+    def unsubscribe_url(self, row, next_url=None):
+        return links.unsubscribe_url(
+            self.database_name, row.record_token, next_url)
+
+    def open_url(self, row):
+        return links.open_url(self.database_name, row.token)
+
+
+def send_emails(activity, rows):
+    "Queue the e-mail of the activity for each row; return notes by id"
+    rows = [r for r in rows if r.target]
+    sender = _Sender(activity)
+    recipients = _recipients(rows)
+    notes, emails = {}, []
+    by_language = defaultdict(list)
+    for row in rows:
+        name, address, language = recipients.get(row.target) or (None,) * 3
+        if not address:
+            notes[row.id] = gettext(
+                'marketing_automation.msg_no_email_address')
+        else:
+            by_language[language].append((row, name, address))
+
+    transaction = Transaction()
+    author = activity.write_uid or activity.create_uid
+    for language, language_rows in by_language.items():
+        with transaction.set_context(language=language), \
+                transaction.set_user(author.id if author else 0):
+            # The templates and the records in the language of the e-mail
+            localized = activity.__class__(activity.id)
+            reader = RecordReader()
+            targets = _read_targets(reader, [r.target for r, _, _ in
+                    language_rows])
+            for row, name, address in language_rows:
+                try:
+                    email = _send_email(
+                        localized, sender, reader, row, targets[row.target],
+                        name, address)
+                except _Failed as failure:
+                    notes[row.id] = str(failure)[:200]
+                else:
+                    emails.append(email)
+    archive(emails)
+    return notes
+
+
+class _Failed(Exception):
+    "The e-mail of a row failed; the text is the note"
+
+
+def _recipients(rows):
+    "Return the (name, address, language) of the targets of the rows"
+    pool = Pool()
+    by_model = defaultdict(list)
+    for row in rows:
+        model, id_ = row.target
+        by_model[model].append(id_)
+    recipients = {}
+    for model, ids in by_model.items():
+        for id_, recipient in pool.get(model).get_marketing_recipients(
+                ids).items():
+            recipients[(model, id_)] = recipient
+    return recipients
+
+
+def _read_targets(reader, references):
+    "Return the instances of the references, prefetched by the reader"
+    pool = Pool()
+    targets = {}
+    for model in {m for m, _ in references}:
+        Model = pool.get(model)
+        ids = sorted({i for m, i in references if m == model})
+        reader.prefetch(Model, ids)
+        # Browse lists of a hundred: each instance checks all the ids of its
+        # list
+        for sub_ids in grouped_slice(ids, 100):
+            targets.update(
+                ((model, t.id), t) for t in Model.browse(list(sub_ids)))
+    return targets
+
+
+def _send_email(activity, sender, reader, row, target, name, address):
+    "Render and queue the e-mail of the row; return its archive values"
+    try:
+        to_addr = mime.recipient(name, address)
+    except ValueError:
+        raise _Failed(gettext(
+                'marketing_automation.msg_invalid_email_address',
+                address=address))
+    budget = sandbox.new_budget()
+    try:
+        context = activity.email_context(target, reader)
+        title = rendering.render_title(
+            activity.email_title, context, budget=budget)
+        html = rendering.render_html(
+            activity.email_template, context,
+            link_for=lambda url: sender.click_url(row, url),
+            unsubscribe_for=lambda url: sender.unsubscribe_url(row, url),
+            pixel_url=sender.open_url(row),
+            budget=budget)
+    except Exception as exception:
+        # One line: a template failing for a whole batch would flood the
+        # log with tracebacks
+        logger.warning(
+            "Fail to render %s for %s: %s", activity, target, exception)
+        raise _Failed(gettext(
+                'marketing_automation.msg_render_failed', error=exception))
+    subject = ' '.join(title.split())
+    message_id = mime.message_id(sender.email_from, sender.sender)
+    try:
+        msg = mime.build_message(
+            from_addr=sender.email_from,
+            sender=sender.sender,
+            to_addr=to_addr,
+            subject=subject,
+            html=html,
+            unsubscribe_url=sender.unsubscribe_url(row),
+            unsubscribe_mailto=sender.unsubscribe_mailto,
+            headers={'Message-ID': message_id})
+    except ValueError as exception:
+        logger.warning(
+            "Fail to build %s for %s: %s", activity, target, exception)
+        raise _Failed(gettext(
+                'marketing_automation.msg_build_failed', error=exception))
+    sender.datamanager.put_record_activity(
+        row.id, msg, sender.envelope_from, [address])
+    return {
+        # Decoded, to be found by a search on the name
+        'recipients': mime.display_address(name, address),
+        'addresses': [address],
+        'subject': subject,
+        'message_id': message_id,
+        # The tokens give whoever reads them the recipient's events and
+        # unsubscription
+        'body': links.redact_tokens(html, [row.token, row.record_token]),
+        'resource': '%s,%s' % row.target,
+        'marketing_automation_activity': activity.id,
+        'marketing_automation_record': row.record,
+        }
+
+
+def archive(emails):
+    "Archive the messages as ir.email with their addresses"
+    # In SQL: the creation through the model reads and validates each
+    # e-mail back, which costs more than rendering it
+    pool = Pool()
+    Email = pool.get('ir.email')
+    Address = pool.get('ir.email.address')
+    transaction = Transaction()
+    cursor = transaction.connection.cursor()
+    email = Email.__table__()
+    address = Address.__table__()
+    user = transaction.user
+    names = ['recipients', 'subject', 'message_id', 'body', 'resource',
+        'marketing_automation_activity', 'marketing_automation_record']
+    columns = [getattr(email, n) for n in names] + [
+        email.create_uid, email.create_date]
+    for sub in grouped_slice(emails, MAX_QUERY_PARAMS // len(columns)):
+        sub = list(sub)
+        rows = [[e[n] for n in names] + [user, CurrentTimestamp()]
+            for e in sub]
+        ids = dict(dialect.insert_returning(
+                cursor, email, columns, rows, email.message_id))
+        addresses = [[ids[e['message_id']], a, user, CurrentTimestamp()]
+            for e in sub for a in e['addresses']]
+        if addresses:
+            cursor.execute(*address.insert(
+                    [address.email, address.address, address.create_uid,
+                        address.create_date],
+                    addresses))
