@@ -22,7 +22,7 @@ __all__ = [
     'new_token', 'is_token', 'automation_base', 'database_segment',
     'database_name', 'sign', 'check_signature', 'unsubscribe_url',
     'open_url', 'click_url', 'EMPTY_GIF', 'is_same_site', 'location',
-    'is_web_url', 'redirect_location', 'is_trackable']
+    'redirect_location', 'is_trackable']
 
 _TOKEN = re.compile(
     r'[0-9a-f]{32}'
@@ -32,7 +32,6 @@ SIGNATURE_LENGTH = 22
 _DEFAULT_PORTS = {'http': 80, 'https': 443}
 MAX_DATABASE_SEGMENT = 344  # 256 bytes in base64
 _DATABASE_SEGMENT = re.compile(r'[A-Za-z0-9_-]+={0,2}')
-MAX_URL_LENGTH = 4096
 
 # 1x1 transparent GIF89a: 2-colour global table, transparency on index 0
 EMPTY_GIF = (
@@ -194,21 +193,6 @@ def location(url):
         return iri_to_uri(url)
     except ValueError:
         return None
-
-
-def is_web_url(url):
-    "Tell if url is an absolute HTTP(S) URL a browser reads the same way"
-    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
-        return False
-    if any(c == '\\' or not c.isprintable() or c.isspace() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        return (parts.scheme.lower() in {'http', 'https'}
-            and bool(parts.hostname)
-            and parts.username is None and parts.password is None)
-    except ValueError:
-        return False
 
 
 def redirect_location(url):

@@ -27,7 +27,6 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from . import dialect, links
-from .links import location
 
 logger = logging.getLogger(__name__)
 
@@ -288,8 +287,7 @@ def unsubscribe(request, pool):
         # Read the body before the transaction: a too large one is refused
         one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
         next_url = None if one_click else single(request.args, 'next')
-        if next_url is not None and not (
-                links.is_web_url(next_url) and location(next_url)):
+        if next_url is not None and links.redirect_location(next_url) is None:
             next_url = None
         return _unsubscribe(request, pool, token, one_click, next_url)
     return _unsubscribe_confirm(request, pool, token)
@@ -324,7 +322,8 @@ def _unsubscribe(request, pool, token, one_click, next_url):
     if not one_click and next_url and (
             links.is_same_site(next_url, links.automation_base())
             or record.is_known_url(next_url)):
-        return redirect(location(next_url), code=HTTPStatus.SEE_OTHER)
+        return redirect(
+            links.redirect_location(next_url), code=HTTPStatus.SEE_OTHER)
     with Transaction().set_context(
             language=_language(pool, request, record)):
         if one_click:
