@@ -252,6 +252,16 @@ def linked_urls(html):
     return urls
 
 
+def unsubscribe_destinations(template):
+    "Return the next URLs of the unsubscribe links written in a template"
+    parser = _HrefParser()
+    parser.feed(template or '')
+    parser.close()
+    prefix = 'unsubscribe|'
+    return {h[len(prefix):] for h in parser.hrefs
+        if h.startswith(prefix) and len(h) > len(prefix)}
+
+
 REDACTED = 'redacted'
 
 

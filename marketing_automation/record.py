@@ -173,12 +173,21 @@ class Record(TokenMixin, ModelSQL, ModelView):
         "Tell if the URL is the destination of a link sent to this record"
         pool = Pool()
         Email = pool.get('ir.email')
+        Activity = pool.get('marketing.automation.activity')
         if not url:
             return False
+        if any(url in links.linked_urls(email.body)
+                for email in Email.search([
+                        ('marketing_automation_record', '=', self.id),
+                        ])):
+            return True
+        # Tryton's own module archived no body: the destinations of the
+        # unsubscribe links it sent are those written in the templates
         return any(
-            url in links.linked_urls(email.body)
-            for email in Email.search([
-                    ('marketing_automation_record', '=', self.id),
+            url in links.unsubscribe_destinations(activity.email_template)
+            for activity in Activity.search([
+                    ('scenario', '=', self.scenario.id),
+                    ('action', '=', 'send_email'),
                     ]))
 
 

@@ -427,3 +427,14 @@ def test_database_name(name):
         ])
 def test_database_name_rejects(segment, padded):
     assert links.database_name(segment, padded=padded) is None
+
+
+def test_unsubscribe_destinations():
+    template = (
+        '<html><body><a href="unsubscribe">Stop</a>'
+        '<a href="unsubscribe|https://shop.example/bye?a=1&amp;b=2">Bye</a>'
+        '<a href="https://shop.example/">Shop</a>'
+        '<a href="unsubscribe|">Empty</a></body></html>')
+    assert links.unsubscribe_destinations(template) == {
+        'https://shop.example/bye?a=1&b=2'}
+    assert links.unsubscribe_destinations(None) == set()
