@@ -6,7 +6,10 @@ doc/screenshots.py
 ``build`` makes the demo's database (its shop, scenarios, e-mails read and
 clicked) in a process of its own, as proteus configures trytond;
 ``display`` starts an X display in memory (Xvfb); ``client_missing`` says
-why the client's Python cannot run here.
+why the client's Python cannot run here; ``pump`` lets the client's GTK
+work for a moment (tests/client_views.py and doc/screenshots.py run it in
+the client's Python, which has no trytond: this module imports trytond only
+where it is used).
 
 The client runs with another Python: the one of a virtual environment with
 access to the system's GTK (``gi``) and the ``tryton`` package from PyPI,
@@ -18,9 +21,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
-
-from . import server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT_PYTHON = os.environ.get('TRYTON_CLIENT_PYTHON') or os.path.join(
@@ -30,6 +32,7 @@ XVFB = shutil.which('Xvfb')
 
 def build(settings, timeout=180):
     "Create the demo's database in settings.directory and play its story"
+    from . import server
     settings.prepare()
     server.create_database(settings)
     result = subprocess.run(
@@ -43,7 +46,7 @@ def build(settings, timeout=180):
 
 def _play(settings):
     "The shop, its scenarios and their story, as demo/run.py plays them"
-    from . import main, recipients
+    from . import main, recipients, server
     config = main.connect(settings)
     the_shop, scenario_ids, activity_ids = main.setup(config, say=str)
     outbox = server.Outbox(settings).start()
@@ -109,5 +112,16 @@ def client_environment(display, home):
         }
 
 
+def pump(seconds=0.1):
+    "Let GTK draw and run its idle callbacks for a moment"
+    from gi.repository import Gtk
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        while Gtk.events_pending():
+            Gtk.main_iteration_do(False)
+        time.sleep(0.01)
+
+
 if __name__ == '__main__':
+    from . import server
     _play(server.Settings(**json.loads(sys.argv[1])))

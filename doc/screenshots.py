@@ -22,17 +22,26 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# Run as a script: the repository is not on the path
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from demo import desktop  # noqa: E402
+
 IMAGES = os.path.join(HERE, 'images')
 LANGUAGES = ['en', 'fr']
 WIDTH, HEIGHT = 1400, 900
+# Seconds the client is given to draw after each step
+SETTLE = 0.3
 MODULE = 'marketing_automation'
 SCENARIO = 'marketing.automation.scenario'
 ACTIVITY = 'marketing.automation.activity'
 
 
 def main():
-    sys.path.insert(0, os.path.dirname(HERE))
-    from demo import desktop, server
+    # The server's part needs trytond, which the client's Python lacks
+    from demo import server
     missing = desktop.client_missing()
     if missing:
         sys.exit(missing)
@@ -63,16 +72,6 @@ def main():
 # The part in the client, run by its Python
 
 
-def pump(seconds=0.3):
-    "Let GTK draw and run its idle callbacks for a moment"
-    from gi.repository import Gtk
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        while Gtk.events_pending():
-            Gtk.main_iteration_do(False)
-        time.sleep(0.02)
-
-
 def call(model, method, *args):
     from tryton.common import RPCExecute
     return RPCExecute('model', model, method, *args)
@@ -92,7 +91,7 @@ def open_action(xml_id, model=None, record_id=None):
     if record_id:
         data = {'model': model, 'id': record_id, 'ids': [record_id]}
     Action.execute(action_id, data, keyword=bool(data))
-    pump()
+    desktop.pump(SETTLE)
     return page()
 
 
@@ -100,26 +99,26 @@ def show(screen, record_id=None, view_type=None, tab=None):
     "Select the tab of the action, the record and the type of view"
     if tab is not None:
         screen.screen_container.notebook.set_current_page(tab)
-        pump()
+        desktop.pump(SETTLE)
     if record_id:
         screen.current_record = screen.group.get(record_id)
     if view_type and screen.current_view.view_type != view_type:
         screen.switch_view(view_type)
     screen.display()
-    pump()
+    desktop.pump(SETTLE)
 
 
 def shoot(name, language):
     "Save the window of the client as doc/images/NAME.LANG.png"
     from gi.repository import Gdk, Gtk
     from tryton.gui import Main
-    pump(1)
+    desktop.pump(1)
     # No cursor nor selected text in the fields
     focus = Main().window.get_focus()
     if isinstance(focus, Gtk.Editable):
         focus.select_region(0, 0)
     Main().window.set_focus(None)
-    pump()
+    desktop.pump(SETTLE)
     window = Main().window.get_window()
     pixbuf = Gdk.pixbuf_get_from_window(window, 0, 0, WIDTH, HEIGHT)
     pixbuf.savev(
@@ -139,9 +138,9 @@ def tour(language):
     # The size given excludes the header bar: fill the screen with both
     app.window.move(0, 0)
     app.window.resize(WIDTH, HEIGHT)
-    pump()
+    desktop.pump(SETTLE)
     app.window.resize(WIDTH, 2 * HEIGHT - app.window.get_window().get_height())
-    pump()
+    desktop.pump(SETTLE)
 
     # The scenario with a tree of activities, and its first e-mail; the
     # one on parties (the welcome) enrols the most records each day
@@ -156,7 +155,7 @@ def tour(language):
         call('ir.model.data', 'get_id', 'marketing', 'menu_marketing'),
         call('ir.model.data', 'get_id', MODULE, 'menu_scenario_form')]
     app.menu_screen.current_view.expand_nodes([menu[:1]])
-    pump()
+    desktop.pump(SETTLE)
     app.menu_screen.current_view.select_nodes([menu])
     screen = open_action('act_scenario_form')
     show(screen, tab=-1)

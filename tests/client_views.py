@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
 from collections import defaultdict
 from contextlib import contextmanager
@@ -33,9 +32,15 @@ gi.require_version('Gdk', '3.0')
 from gi.repository import GLib, Gtk  # noqa: E402
 from tryton.config import CONFIG  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run as a script: the repository is not on the path
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from demo.desktop import pump  # noqa: E402
+
 MODULE = 'marketing_automation'
-MODULE_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), MODULE)
+MODULE_DIR = os.path.join(ROOT, MODULE)
 # Records shown one after the other in each form view
 FORM_RECORDS = 5
 GTK_DOMAINS = [
@@ -162,15 +167,6 @@ def xml_ids():
 
 
 XML_IDS = xml_ids()
-
-
-def pump(seconds=0.1):
-    "Let GTK draw and run its idle callbacks for a moment"
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        while Gtk.events_pending():
-            Gtk.main_iteration_do(False)
-        time.sleep(0.01)
 
 
 def capture_window(action, data=None):

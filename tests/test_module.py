@@ -13,7 +13,9 @@ from trytond.pyson import Eval, PYSONEncoder
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction
 
-HTML = '<html><body><p>${record.name}</p></body></html>'
+from .builders import (
+    create_activity, create_event_activities, create_party, create_scenario,
+    email_values, enrol, mark_sent, marketing_user, process_due)
 
 
 class MarketingAutomationTestCase(ModuleTestCase):
@@ -21,32 +23,10 @@ class MarketingAutomationTestCase(ModuleTestCase):
     module = 'marketing_automation'
     extras = ['sale', 'web_shortener']
 
-    def create_scenario(self, **values):
-        pool = Pool()
-        Scenario = pool.get('marketing.automation.scenario')
-        values.setdefault('name', "Scenario")
-        values.setdefault('model', 'party.party')
-        scenario, = Scenario.create([values])
-        return scenario
-
-    def create_activity(self, parent, **values):
-        pool = Pool()
-        Activity = pool.get('marketing.automation.activity')
-        values.setdefault('name', "Activity")
-        values['parent'] = str(parent)
-        activity, = Activity.create([values])
-        return activity
-
-    def email_values(self, **values):
-        values.setdefault('action', 'send_email')
-        values.setdefault('email_title', "Hello ${record.name}")
-        values.setdefault('email_template', HTML)
-        return values
-
     @with_transaction()
     def test_scenario_valid_domain(self):
         "Test a valid scenario domain is accepted"
-        scenario = self.create_scenario(domain='[["name", "ilike", "A%"]]')
+        scenario = create_scenario(domain='[["name", "ilike", "A%"]]')
         self.assertEqual(scenario.get_domain(), [['name', 'ilike', 'A%']])
 
     @with_transaction()
@@ -59,7 +39,7 @@ class MarketingAutomationTestCase(ModuleTestCase):
                 ]:
             with self.subTest(domain=domain):
                 with self.assertRaises(DomainError):
-                    self.create_scenario(domain=domain)
+                    create_scenario(domain=domain)
 
     @with_transaction()
     def test_scenario_draft_record_count(self):
@@ -67,83 +47,83 @@ class MarketingAutomationTestCase(ModuleTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Party.create([{'name': "Ann"}, {'name': "Anna"}, {'name': "Bob"}])
-        scenario = self.create_scenario(domain='[["name", "like", "Ann%"]]')
+        scenario = create_scenario(domain='[["name", "like", "Ann%"]]')
         self.assertEqual(scenario.record_count, 2)
         self.assertEqual(scenario.block_rate, 0)
 
     @with_transaction()
     def test_activity_condition(self):
         "Test activity condition must be PYSON"
-        scenario = self.create_scenario()
-        activity = self.create_activity(
+        scenario = create_scenario()
+        activity = create_activity(
             scenario, condition='{"__class__": "Eval", "v": "self.name", '
             '"d": ""}')
         self.assertTrue(activity.condition)
         with self.assertRaises(ConditionError):
-            self.create_activity(scenario, condition='{"__class__": ')
+            create_activity(scenario, condition='{"__class__": ')
 
     @with_transaction()
     def test_activity_condition_get_of_self(self):
         "Test a condition reading a field with Eval('self', {}).get()"
         pool = Pool()
         Party = pool.get('party.party')
-        scenario = self.create_scenario()
-        activity = self.create_activity(
+        scenario = create_scenario()
+        activity = create_activity(
             scenario, condition=PYSONEncoder().encode(
                 Eval('self', {}).get('name') == "Ann"))
         ann, bob = Party.create([{'name': "Ann"}, {'name': "Bob"}])
         self.assertTrue(activity.match(ann))
         self.assertFalse(activity.match(bob))
         with self.assertRaises(ConditionError):
-            self.create_activity(scenario, condition=PYSONEncoder().encode(
+            create_activity(scenario, condition=PYSONEncoder().encode(
                     Eval('self', {}).get('no_such_field') == "Ann"))
 
     @with_transaction()
     def test_activity_template_syntax(self):
         "Test Genshi syntax errors are refused in title and template"
-        scenario = self.create_scenario()
+        scenario = create_scenario()
         for values in [
-                self.email_values(email_title="Hello ${record.name"),
-                self.email_values(email_template='<html><body><p></body>'),
-                self.email_values(
+                email_values(email_title="Hello ${record.name"),
+                email_values(email_template='<html><body><p></body>'),
+                email_values(
                     email_template='<html xmlns:py="http://genshi.edgewall'
                     '.org/"><body py:for="">x</body></html>'),
                 ]:
             with self.subTest(values=values):
                 with self.assertRaises(TemplateError):
-                    self.create_activity(scenario, **values)
+                    create_activity(scenario, **values)
 
     @with_transaction()
     def test_activity_template_sandbox(self):
         "Test sandbox violations are refused in title and template"
-        scenario = self.create_scenario()
+        scenario = create_scenario()
         for values in [
-                self.email_values(
+                email_values(
                     email_title="${record.__class__.__subclasses__()}"),
-                self.email_values(
+                email_values(
                     email_template='<html><body>'
                     '${().__class__.__bases__[0].__subclasses__()}'
                     '</body></html>'),
-                self.email_values(
+                email_values(
                     email_template='<html xmlns:xi="http://www.w3.org/2001/'
                     'XInclude"><body><xi:include href="/etc/passwd" '
                     'parse="text"/></body></html>'),
                 ]:
             with self.subTest(values=values):
                 with self.assertRaises(TemplateError):
-                    self.create_activity(scenario, **values)
+                    create_activity(scenario, **values)
 
     @with_transaction()
     def test_activity_event_parent(self):
         "Test events are only allowed under an e-mail activity"
-        scenario = self.create_scenario()
+        scenario = create_scenario()
         with self.assertRaises(EventError):
-            self.create_activity(scenario, on='email_opened')
-        parent = self.create_activity(scenario)
+            create_activity(scenario, on='email_opened')
+        parent = create_activity(scenario)
         with self.assertRaises(EventError):
-            self.create_activity(parent, on='email_clicked')
-        mail = self.create_activity(scenario, **self.email_values())
-        child = self.create_activity(mail, on='email_clicked')
+            create_activity(parent, on='email_clicked')
+        mail = create_activity(scenario, **email_values())
+        child = create_activity(mail, on='email_clicked')
         self.assertEqual(
             (child.event, bool(child.negative)), ('email_clicked', False))
         self.assertEqual(child.parent_action, 'send_email')
@@ -152,31 +132,31 @@ class MarketingAutomationTestCase(ModuleTestCase):
     @with_transaction()
     def test_activity_negative_delay(self):
         "Test a negative event needs a delay"
-        scenario = self.create_scenario()
-        mail = self.create_activity(scenario, **self.email_values())
+        scenario = create_scenario()
+        mail = create_activity(scenario, **email_values())
         # The client also sees the delay as required
         with self.assertRaises(ValidationError):
-            self.create_activity(mail, on='email_opened_not')
-        child = self.create_activity(
+            create_activity(mail, on='email_opened_not')
+        child = create_activity(
             mail, on='email_opened_not', delay=dt.timedelta(days=1))
         self.assertEqual(child.on, 'email_opened_not')
 
     @with_transaction()
     def test_activity_delay_positive(self):
         "Test the delay cannot be negative"
-        scenario = self.create_scenario()
+        scenario = create_scenario()
         with self.assertRaises(ValidationError):
-            self.create_activity(scenario, delay=dt.timedelta(hours=-1))
+            create_activity(scenario, delay=dt.timedelta(hours=-1))
 
     @with_transaction()
     def test_activity_parent_other_scenario(self):
         "Test an activity cannot move under another scenario"
         pool = Pool()
         Activity = pool.get('marketing.automation.activity')
-        scenario1 = self.create_scenario()
-        scenario2 = self.create_scenario()
-        activity = self.create_activity(scenario1)
-        other = self.create_activity(scenario2)
+        scenario1 = create_scenario()
+        scenario2 = create_scenario()
+        activity = create_activity(scenario1)
+        other = create_activity(scenario2)
         with self.assertRaises(ParentError):
             Activity.write([activity], {'parent': str(other)})
         with self.assertRaises(ParentError):
@@ -188,9 +168,9 @@ class MarketingAutomationTestCase(ModuleTestCase):
         pool = Pool()
         Scenario = pool.get('marketing.automation.scenario')
         Activity = pool.get('marketing.automation.activity')
-        scenario = self.create_scenario()
-        root = self.create_activity(scenario, **self.email_values())
-        self.create_activity(root, on='email_opened')
+        scenario = create_scenario()
+        root = create_activity(scenario, **email_values())
+        create_activity(root, on='email_opened')
         self.assertEqual(Activity.search([], count=True), 2)
         Scenario.delete([scenario])
         self.assertEqual(Activity.search([], count=True), 0)
@@ -200,10 +180,10 @@ class MarketingAutomationTestCase(ModuleTestCase):
         "Test deleting an activity deletes its descendants"
         pool = Pool()
         Activity = pool.get('marketing.automation.activity')
-        scenario = self.create_scenario()
-        root = self.create_activity(scenario, **self.email_values())
-        child = self.create_activity(root, on='email_opened')
-        self.create_activity(child)
+        scenario = create_scenario()
+        root = create_activity(scenario, **email_values())
+        child = create_activity(root, on='email_opened')
+        create_activity(child)
         Activity.delete([root])
         self.assertEqual(Activity.search([], count=True), 0)
 
@@ -218,9 +198,9 @@ class MarketingAutomationTestCase(ModuleTestCase):
         Unsubscribed = pool.get(
             'party.party-unsubscribed-marketing.automation.scenario')
         parties = Party.create([{'name': "P%s" % i} for i in range(25)])
-        scenario = self.create_scenario(domain='[["name", "like", "P%"]]')
-        root = self.create_activity(
-            scenario, **self.email_values(delay=dt.timedelta(hours=1)))
+        scenario = create_scenario(domain='[["name", "like", "P%"]]')
+        root = create_activity(
+            scenario, **email_values(delay=dt.timedelta(hours=1)))
         Unsubscribed.create([{'party': parties[0].id, 'scenario': scenario}])
         Scenario.run([scenario])
 
@@ -251,8 +231,8 @@ class MarketingAutomationTestCase(ModuleTestCase):
         Scenario = pool.get('marketing.automation.scenario')
         Record = pool.get('marketing.automation.record')
         Party.create([{'name': "Ann"}])
-        broken = self.create_scenario()
-        working = self.create_scenario()
+        broken = create_scenario()
+        working = create_scenario()
         Scenario.run([broken, working])
         # Bypass the validation as a domain may break after an upgrade
         table = Scenario.__table__()
@@ -264,19 +244,9 @@ class MarketingAutomationTestCase(ModuleTestCase):
         self.assertEqual(Record.search([])[0].scenario, working)
 
     def enrol_one(self, scenario):
-        "Enrol a new party in the running scenario and return its record"
-        pool = Pool()
-        Party = pool.get('party.party')
-        Scenario = pool.get('marketing.automation.scenario')
-        Record = pool.get('marketing.automation.record')
-        party, = Party.create([{'name': "Enrolled"}])
-        if scenario.state != 'running':
-            Scenario.run([scenario])
-        scenario.enrol()
-        record, = Record.search([
-                ('scenario', '=', scenario.id),
-                ('record', '=', str(party)),
-                ])
+        "Enrol a new party in the scenario and return its record"
+        party = create_party("Enrolled")
+        record, = [r for r in enrol(scenario) if r.record == party]
         return record
 
     def record_activities(self, record):
@@ -293,8 +263,8 @@ class MarketingAutomationTestCase(ModuleTestCase):
         Scenario = pool.get('marketing.automation.scenario')
         Record = pool.get('marketing.automation.record')
         RecordActivity = pool.get('marketing.automation.record.activity')
-        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
-        self.create_activity(scenario, name="Root")
+        scenario = create_scenario(domain='[["name", "=", "Enrolled"]]')
+        create_activity(scenario, name="Root")
         record = self.enrol_one(scenario)
         root = self.record_activities(record)['Root']
 
@@ -320,14 +290,14 @@ class MarketingAutomationTestCase(ModuleTestCase):
         "Test a false condition skips the action and children run at once"
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
-        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
-        root = self.create_activity(
+        scenario = create_scenario(domain='[["name", "=", "Enrolled"]]')
+        root = create_activity(
             scenario, name="Root",
             condition='{"__class__": "Equal", '
             '"s1": {"__class__": "Eval", "v": "self.name", "d": ""}, '
             '"s2": "Nobody"}')
-        self.create_activity(root, name="Now")
-        self.create_activity(root, name="Later", delay=dt.timedelta(days=3))
+        create_activity(root, name="Now")
+        create_activity(root, name="Later", delay=dt.timedelta(days=3))
         record = self.enrol_one(scenario)
 
         RecordActivity.process([self.record_activities(record)['Root']])
@@ -347,8 +317,8 @@ class MarketingAutomationTestCase(ModuleTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         RecordActivity = pool.get('marketing.automation.record.activity')
-        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
-        self.create_activity(scenario, name="Root", **self.email_values())
+        scenario = create_scenario(domain='[["name", "=", "Enrolled"]]')
+        create_activity(scenario, name="Root", **email_values())
         record = self.enrol_one(scenario)
         Party.delete([record.record])
         RecordActivity.process([self.record_activities(record)['Root']])
@@ -421,15 +391,11 @@ class MarketingAutomationTestCase(ModuleTestCase):
     def test_send_email_rights_of_author(self):
         "Test e-mails read the records with the rights of their author"
         pool = Pool()
-        Party = pool.get('party.party')
-        User = pool.get('res.user')
-        ModelData = pool.get('ir.model.data')
         RuleGroup = pool.get('ir.rule.group')
         FieldAccess = pool.get('ir.model.field.access')
         Record = pool.get('marketing.automation.record')
         RecordActivity = pool.get('marketing.automation.record.activity')
         Email = pool.get('ir.email')
-        Scenario = pool.get('marketing.automation.scenario')
         RuleGroup.create([{
                     'name': "Not the secret party",
                     'model': 'party.party',
@@ -445,29 +411,19 @@ class MarketingAutomationTestCase(ModuleTestCase):
                     'perm_read': False,
                     }])
         # The field access rules spare the administrators
-        marketer, = User.create([{
-                    'name': "Marketer",
-                    'login': 'marketer',
-                    'groups': [('add', [ModelData.get_id(
-                                    'marketing', 'group_marketing')])],
-                    }])
-        scenario = self.create_scenario(
+        marketer = marketing_user()
+        scenario = create_scenario(
             domain='[["name", "in", ["Public", "Secret"]]]')
         with Transaction().set_user(marketer.id):
-            self.create_activity(
-                scenario, name="Name", **self.email_values())
-            self.create_activity(scenario, name="Code", **self.email_values(
+            create_activity(
+                scenario, name="Name", **email_values())
+            create_activity(scenario, name="Code", **email_values(
                         email_template='<p>${record.code}</p>'))
-        parties = Party.create([
-                {'name': name, 'contact_mechanisms': [('create', [{
-                                    'type': 'email',
-                                    'value': '%s@example.com' % name,
-                                    }])]}
-                for name in ["Public", "Secret"]])
-        Scenario.run([scenario])
-        scenario.enrol()
+        parties = [create_party(name, '%s@example.com' % name)
+            for name in ["Public", "Secret"]]
+        enrol(scenario)
 
-        RecordActivity.process(RecordActivity.search([]))
+        process_due()
         notes = {
             (r.record.record.name, r.activity.name): r.note
             for r in RecordActivity.search([])}
@@ -483,23 +439,14 @@ class MarketingAutomationTestCase(ModuleTestCase):
         "Test events schedule positive children once and cancel negatives"
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
-        scenario = self.create_scenario(domain='[["name", "=", "Enrolled"]]')
-        mail = self.create_activity(
-            scenario, name="Mail", **self.email_values())
-        self.create_activity(
-            mail, name="Opened", on='email_opened', delay=dt.timedelta(days=1))
-        self.create_activity(
-            mail, name="Not Opened", on='email_opened_not',
-            delay=dt.timedelta(days=2))
-        self.create_activity(mail, name="Clicked", on='email_clicked')
-        self.create_activity(
-            mail, name="Not Clicked", on='email_clicked_not',
-            delay=dt.timedelta(days=2))
+        scenario = create_scenario(domain='[["name", "=", "Enrolled"]]')
+        mail = create_activity(
+            scenario, name="Mail", **email_values())
+        create_event_activities(
+            mail, ["Opened", "Not Opened", "Clicked", "Not Clicked"])
         record = self.enrol_one(scenario)
-        root = self.record_activities(record)['Mail']
         # Done as if sent, to test the events alone
-        RecordActivity.write([root], {'state': 'done'})
-        RecordActivity.schedule_children([root])
+        root, = mark_sent(mail)
         activities = self.record_activities(record)
         self.assertIsNone(activities['Opened'].at)
         self.assertIsNone(activities['Clicked'].at)
@@ -532,7 +479,7 @@ class MarketingAutomationTestCase(ModuleTestCase):
         pool = Pool()
         Record = pool.get('marketing.automation.record')
         Scenario = pool.get('marketing.automation.scenario')
-        scenario = self.create_scenario(
+        scenario = create_scenario(
             domain='[["name", "=", "Enrolled"]]', unsubscribable=True)
         record = self.enrol_one(scenario)
         Record.unsubscribe([record])
@@ -549,33 +496,26 @@ class MarketingAutomationTestCase(ModuleTestCase):
     def test_statistics_per_email_sent(self):
         "Test the figures count e-mails sent, not records skipped"
         pool = Pool()
-        Party = pool.get('party.party')
         Record = pool.get('marketing.automation.record')
         RecordActivity = pool.get('marketing.automation.record.activity')
         ActivityReporting = pool.get('marketing.automation.reporting.activity')
-        names = ["R1", "R2", "R3", "R4", "R5"]
-        Party.create([{
-                    'name': name,
-                    'contact_mechanisms': [('create', [{
-                                    'type': 'email',
-                                    'value': '%s@example.com' % name,
-                                    }])] if name != "R5" else [],
-                    } for name in names])
-        scenario = self.create_scenario(domain='[["name", "like", "R%"]]')
-        reminder = self.create_activity(
+        for name in ["R1", "R2", "R3", "R4"]:
+            create_party(name, '%s@example.com' % name)
+        create_party("R5")
+        scenario = create_scenario(domain='[["name", "like", "R%"]]')
+        reminder = create_activity(
             scenario, name="Reminder",
             condition='{"__class__": "Not", "v": {"__class__": "Equal", '
             '"s1": {"__class__": "Eval", "v": "self.name", "d": ""}, '
             '"s2": "R4"}}',
-            **self.email_values())
-        thanks = self.create_activity(
+            **email_values())
+        thanks = create_activity(
             reminder, name="Thanks", on='email_opened')
-        not_opened = self.create_activity(
+        not_opened = create_activity(
             reminder, name="Not Opened", on='email_opened_not',
             delay=dt.timedelta(days=2))
-        scenario.run([scenario])
-        scenario.enrol()
-        RecordActivity.process(RecordActivity.search([]))
+        enrol(scenario)
+        process_due()
         records = {r.record.name: r for r in Record.search([])}
         sent = {r.record.record.name: r for r in RecordActivity.search([
                     ('activity', '=', reminder.id)])}
@@ -644,12 +584,11 @@ class MarketingAutomationTestCase(ModuleTestCase):
         with Transaction().set_context(company=company.id):
             sale = Sale(party=ann, company=company, currency=company.currency)
             sale.save()
-        parties = self.create_scenario(domain='[["name", "in", ["Ann"]]]')
-        root = self.create_activity(parties, name="Root")
-        sales = self.create_scenario(model='sale.sale')
+        parties = create_scenario(domain='[["name", "in", ["Ann"]]]')
+        root = create_activity(parties, name="Root")
+        sales = create_scenario(model='sale.sale')
         for scenario in [parties, sales]:
-            scenario.run([scenario])
-            scenario.enrol()
+            enrol(scenario)
 
         records = Record.search([('party', '=', ann.id)])
         self.assertEqual(
@@ -746,7 +685,7 @@ class MarketingAutomationTestCase(ModuleTestCase):
             with self.subTest(domain=domain):
                 with self.assertLogsAtMostALine(), \
                         self.assertRaises(DomainError) as cm:
-                    self.create_scenario(name="Typo", domain=domain)
+                    create_scenario(name="Typo", domain=domain)
                 for text in expected:
                     self.assertIn(text, cm.exception.message)
                 self.assertIn('"Typo"', cm.exception.message)
@@ -762,13 +701,13 @@ class MarketingAutomationTestCase(ModuleTestCase):
                 ['OR', ('code', '=', None), [('code', 'like', 'C%')]],
                 ]:
             with self.subTest(domain=domain):
-                self.create_scenario(
+                create_scenario(
                     domain=PYSONEncoder().encode(domain))
 
     @with_transaction()
     def test_activity_condition_errors_name_the_problem(self):
         "Test a typo in a condition is refused with a message naming it"
-        scenario = self.create_scenario(model='sale.sale')
+        scenario = create_scenario(model='sale.sale')
         for condition, expected in [
                 ("self.state == 'draft'",
                     ['not a valid PYSON expression',
@@ -782,7 +721,7 @@ class MarketingAutomationTestCase(ModuleTestCase):
             with self.subTest(condition=condition):
                 with self.assertLogsAtMostALine(), \
                         self.assertRaises(ConditionError) as cm:
-                    self.create_activity(
+                    create_activity(
                         scenario, name="Typo", condition=condition)
                 for text in expected:
                     self.assertIn(text, cm.exception.message)
@@ -804,7 +743,7 @@ class MarketingAutomationTestCase(ModuleTestCase):
         "Test a running scenario whose domain became invalid logs one line"
         pool = Pool()
         Scenario = pool.get('marketing.automation.scenario')
-        scenario = self.create_scenario()
+        scenario = create_scenario()
         Scenario.write([scenario], {'state': 'running'})
         table = Scenario.__table__()
         cursor = Transaction().connection.cursor()
@@ -829,7 +768,7 @@ class MarketingAutomationTestCase(ModuleTestCase):
         Scenario = pool.get('marketing.automation.scenario')
         Queue = pool.get('ir.queue')
         Party.create([{'name': "Ann"}, {'name': "Bob"}])
-        scenario = self.create_scenario(domain='[["name", "=", "Ann"]]')
+        scenario = create_scenario(domain='[["name", "=", "Ann"]]')
         Scenario.run([scenario])
         task, = Queue.search([])
         self.assertEqual(task.data['method'], 'trigger')
@@ -842,26 +781,15 @@ class MarketingAutomationTestCase(ModuleTestCase):
     @with_transaction()
     def test_archive_readable_recipient_and_sender_domain(self):
         "Test the archive keeps the recipient's name readable and searchable"
-        pool = Pool()
-        Party = pool.get('party.party')
-        Scenario = pool.get('marketing.automation.scenario')
-        RecordActivity = pool.get('marketing.automation.record.activity')
-        Email = pool.get('ir.email')
-        Party.create([{
-                    'name': "Sébastien Leroy",
-                    'contact_mechanisms': [('create', [{
-                                    'type': 'email',
-                                    'value': 'seb@example.com',
-                                    }])],
-                    }])
-        scenario = self.create_scenario(
+        Email = Pool().get('ir.email')
+        create_party("Sébastien Leroy", 'seb@example.com')
+        scenario = create_scenario(
             domain='[["name", "=", "Sébastien Leroy"]]')
-        self.create_activity(scenario, **self.email_values(
+        create_activity(scenario, **email_values(
                 email_from="Blue Heron <hello@blueheron.example.com>"))
-        Scenario.run([scenario])
-        scenario.enrol()
+        enrol(scenario)
 
-        RecordActivity.process(RecordActivity.search([]))
+        process_due()
 
         email, = Email.search([('recipients', 'ilike', '%Sébastien%')])
         self.assertEqual(

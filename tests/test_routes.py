@@ -1,19 +1,23 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 "Tests of the public routes: pixel, tracked links and unsubscribe"
-import datetime as dt
 import html
 import itertools
 from http import HTTPStatus
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from werkzeug.urls import iri_to_uri
 
 import trytond.config as config
-from trytond.modules.marketing_automation import links, routes
+from trytond.modules.marketing_automation import links
 from trytond.pool import Pool
+from trytond.pyson import PYSONEncoder
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
+
+from .builders import (
+    create_activity, create_event_activities, create_party, create_scenario,
+    email_values, enrol, mark_sent, path_of)
 
 HTML = (
     '<html><body><p>Hello</p>'
@@ -32,12 +36,6 @@ EXACT_URLS = TRICKY_URLS[:1] + TRICKY_URLS[3:6]
 _counter = itertools.count()
 
 
-def path_of(url):
-    "Return the path and query of url, as the client requests them"
-    parts = urlsplit(url)
-    return parts.path + ('?' + parts.query if parts.query else '')
-
-
 class Data:
     "The ids and tokens of a scenario built for a test"
 
@@ -49,63 +47,19 @@ def create_data(unsubscribable=True, lang=None, email_body=None):
     data = Data()
     with Transaction().start(DB_NAME, 0) as transaction:
         pool = Pool()
-        Scenario = pool.get('marketing.automation.scenario')
-        Activity = pool.get('marketing.automation.activity')
-        Record = pool.get('marketing.automation.record')
-        RecordActivity = pool.get('marketing.automation.record.activity')
-        Party = pool.get('party.party')
-        Lang = pool.get('ir.lang')
         Email = pool.get('ir.email')
         Configuration = pool.get('ir.configuration')
 
         n = next(_counter)
-        scenario, = Scenario.create([{
-                    'name': "Scenario %s" % n,
-                    'model': 'party.party',
-                    'unsubscribable': unsubscribable,
-                    }])
-        email, = Activity.create([{
-                    'name': "E-mail",
-                    'parent': str(scenario),
-                    'action': 'send_email',
-                    'email_title': "Hello",
-                    'email_template': HTML,
-                    }])
-        children = {}
-        for name, event, negative in [
-                ('opened', 'email_opened', False),
-                ('not_opened', 'email_opened', True),
-                ('clicked', 'email_clicked', False),
-                ('not_clicked', 'email_clicked', True),
-                ]:
-            children[name], = Activity.create([{
-                        'name': name,
-                        'parent': str(email),
-                        'event': event,
-                        'negative': negative,
-                        'delay': dt.timedelta(days=2 if negative else 1),
-                        }])
-        values = {'name': "Party %s" % n}
-        if lang:
-            values['lang'], = Lang.search([('code', '=', lang)])
-        party, = Party.create([values])
-        record, = Record.create([{
-                    'scenario': scenario.id,
-                    'record': str(party),
-                    }])
-        now = dt.datetime.now()
-        root, = RecordActivity.create([{
-                    'record': record.id,
-                    'activity': email.id,
-                    'at': now,
-                    'state': 'done',
-                    }])
-        RecordActivity.create([{
-                    'record': record.id,
-                    'activity': a.id,
-                    'at': now + a.delay if a.negative else None,
-                    'state': 'waiting',
-                    } for a in children.values()])
+        party = create_party("Party %s" % n, lang=lang)
+        scenario = create_scenario(
+            name="Scenario %s" % n, unsubscribable=unsubscribable,
+            domain=PYSONEncoder().encode([('id', '=', party.id)]))
+        email = create_activity(scenario, **email_values(
+                name="E-mail", email_title="Hello", email_template=HTML))
+        children = create_event_activities(email)
+        record, = enrol(scenario)
+        root, = mark_sent(email)
         if email_body is not None:
             Email.create([{
                         'recipients': 'party@example.com',
@@ -620,7 +574,7 @@ class RoutesTestCase(RouteTestCase):
 
                 self.assertEqual(response.status_code, HTTPStatus.SEE_OTHER)
                 self.assertEqual(
-                    response.headers['Location'], routes.location(next_url))
+                    response.headers['Location'], links.location(next_url))
         self.assertTrue(self.state(data)['blocked'])
 
     def test_unsubscribe_next_known(self):

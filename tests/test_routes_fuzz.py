@@ -2,7 +2,6 @@
 # this repository contains the full copyright notices and license terms.
 "Random and malformed requests to the public routes change nothing"
 import base64
-import datetime as dt
 import hashlib
 import random
 import string
@@ -10,8 +9,13 @@ from urllib.parse import quote
 
 from trytond.modules.marketing_automation import links
 from trytond.pool import Pool
+from trytond.pyson import PYSONEncoder
 from trytond.tests.test_tryton import DB_NAME, RouteTestCase
 from trytond.transaction import Transaction
+
+from .builders import (
+    create_activity, create_party, create_scenario, email_values, enrol,
+    mark_sent)
 
 SEED = 20240801
 REQUESTS = 1500
@@ -35,39 +39,17 @@ class RoutesFuzzTestCase(RouteTestCase):
 
     @classmethod
     def setUpDatabase(cls):
-        pool = Pool()
-        Scenario = pool.get('marketing.automation.scenario')
-        Activity = pool.get('marketing.automation.activity')
-        Record = pool.get('marketing.automation.record')
-        RecordActivity = pool.get('marketing.automation.record.activity')
-        Party = pool.get('party.party')
-        Configuration = pool.get('ir.configuration')
-
-        scenario, = Scenario.create([{
-                    'name': "Fuzz", 'model': 'party.party',
-                    'unsubscribable': True,
-                    }])
-        email, = Activity.create([{
-                    'name': "E-mail", 'parent': str(scenario),
-                    'action': 'send_email', 'email_title': "Hello",
-                    'email_template': HTML,
-                    }])
-        opened, = Activity.create([{
-                    'name': "Opened", 'parent': str(email),
-                    'event': 'email_opened', 'negative': False,
-                    }])
-        parties = Party.create([{'name': "Party %s" % i} for i in range(5)])
-        records = Record.create([{
-                    'scenario': scenario.id, 'record': str(p),
-                    } for p in parties])
-        now = dt.datetime.now()
-        roots = RecordActivity.create([{
-                    'record': r.id, 'activity': email.id, 'at': now,
-                    'state': 'done',
-                    } for r in records])
-        RecordActivity.create([{
-                    'record': r.id, 'activity': opened.id, 'state': 'waiting',
-                    } for r in records])
+        Configuration = Pool().get('ir.configuration')
+        parties = [create_party("Party %s" % i) for i in range(5)]
+        scenario = create_scenario(
+            name="Fuzz", unsubscribable=True,
+            domain=PYSONEncoder().encode([
+                    ('id', 'in', [p.id for p in parties])]))
+        email = create_activity(scenario, **email_values(
+                name="E-mail", email_title="Hello", email_template=HTML))
+        create_activity(email, name="Opened", on='email_opened')
+        records = enrol(scenario)
+        roots = mark_sent(email)
         cls.secret = Configuration.get_marketing_automation_secret()
         cls.tokens = [r.uuid for r in roots]
         cls.record_tokens = [r.uuid for r in records]

@@ -16,8 +16,7 @@ import pytest
 
 from trytond.model.exceptions import AccessError
 from trytond.modules.marketing_automation import (
-    links, rendering, rights, sandbox)
-from trytond.modules.marketing_automation import scenario as scenario_module
+    enrolment, links, rendering, rights, sandbox)
 from trytond.modules.marketing_automation.exceptions import (
     ConditionError, DomainError)
 from trytond.modules.marketing_automation.sandbox import TemplateError
@@ -27,24 +26,12 @@ from trytond.tests.test_tryton import (
     DB_NAME, DBTestCase, RouteTestCase, with_transaction)
 from trytond.transaction import Transaction, check_access
 
-from .test_routes import create_data, path_of
-
-
-def marketing_user(login='marketer'):
-    "Return a new user of the marketing group only"
-    pool = Pool()
-    User = pool.get('res.user')
-    ModelData = pool.get('ir.model.data')
-    group = ModelData.get_id('marketing', 'group_marketing')
-    user, = User.create([{
-                'name': login.title(),
-                'login': login,
-                'groups': [('add', [group])],
-                }])
-    return user
-
+from . import builders
+from .builders import path_of
+from .test_routes import create_data
 
 # --- Templates: allow-list, rights of the author, limits -------------------
+
 
 def html(expression):
     return '<html><body><p>${%s}</p></body></html>' % expression
@@ -237,32 +224,17 @@ class TemplateSecurityTestCase(DBTestCase):
     def setup_scenario(self, author, templates, parties):
         """Create a running scenario with an e-mail activity per template
         written by author, and the parties enrolled in it"""
-        pool = Pool()
-        Scenario = pool.get('marketing.automation.scenario')
-        Activity = pool.get('marketing.automation.activity')
-        Party = pool.get('party.party')
-        scenario, = Scenario.create([{
-                    'name': "Scenario",
-                    'model': 'party.party',
-                    'domain': '[["name", "in", %s]]' % json.dumps(
-                        [n for n, _ in parties]),
-                    }])
+        scenario = builders.create_scenario(
+            domain='[["name", "in", %s]]' % json.dumps(
+                [n for n, _ in parties]))
         with Transaction().set_user(author.id):
-            Activity.create([{
-                        'name': name,
-                        'parent': str(scenario),
-                        'action': 'send_email',
-                        'email_title': "Hello",
-                        'email_template': template,
-                        } for name, template in templates])
-        Party.create([{
-                    'name': name,
-                    'contact_mechanisms': [('create', [{
-                                    'type': 'email', 'value': address,
-                                    }])],
-                    } for name, address in parties])
-        Scenario.run([scenario])
-        scenario.enrol()
+            for name, template in templates:
+                builders.create_activity(scenario, **builders.email_values(
+                        name=name, email_title="Hello",
+                        email_template=template))
+        for name, address in parties:
+            builders.create_party(name, address)
+        builders.enrol(scenario)
         return scenario
 
     def process(self):
@@ -271,7 +243,7 @@ class TemplateSecurityTestCase(DBTestCase):
         RecordActivity = pool.get('marketing.automation.record.activity')
         Email = pool.get('ir.email')
         # Messages go to the SMTP server at commit: never in these tests
-        RecordActivity.process(RecordActivity.search([]))
+        builders.process_due()
         notes = {
             (r.record.record.name, r.activity.name): (r.state, r.note)
             for r in RecordActivity.search([])}
@@ -283,7 +255,7 @@ class TemplateSecurityTestCase(DBTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         User = pool.get('res.user')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         groups = len(marketer.groups)
         expressions = [
             "record.write([record], {'name': 'Pwned'})",
@@ -320,7 +292,7 @@ class TemplateSecurityTestCase(DBTestCase):
                     'field': 'code',
                     'perm_read': False,
                     }])
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         self.setup_scenario(
             marketer, [("Code", html("record.code"))],
             [("Ann", 'ann@example.com')])
@@ -332,7 +304,7 @@ class TemplateSecurityTestCase(DBTestCase):
     @with_transaction()
     def test_endless_template_fails_its_records_not_the_batch(self):
         "A template over the limits fails its e-mails; the others are sent"
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         endless = (
             '<html xmlns:py="http://genshi.edgewall.org/"><body>'
             '<py:for each="i in range(10000)">'
@@ -352,7 +324,7 @@ class TemplateSecurityTestCase(DBTestCase):
     @with_transaction()
     def test_bad_address_fails_its_record_not_the_batch(self):
         "An address without @ is noted on its record; the others are sent"
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         self.setup_scenario(
             marketer, [("Name", html("record.name"))],
             [("Ann", 'ann@example.com'), ("Bad", 'no-at-sign'),
@@ -387,22 +359,17 @@ class AuthorRightsTestCase(DBTestCase):
                     }])
 
     def create_scenario(self, user, **values):
-        Scenario = Pool().get('marketing.automation.scenario')
-        values.setdefault('name', "Scenario")
-        values.setdefault('model', 'party.party')
+        "Create a scenario as user, or as the module itself when None"
         with Transaction().set_user(user.id if user else 0):
-            scenario, = Scenario.create([values])
-        return Scenario(scenario.id)
+            scenario = builders.create_scenario(**values)
+        return type(scenario)(scenario.id)
 
     def create_activity(self, user, scenario, condition):
-        Activity = Pool().get('marketing.automation.activity')
+        "Create an activity as user, or as the module itself when None"
         with Transaction().set_user(user.id if user else 0):
-            activity, = Activity.create([{
-                        'name': "Activity",
-                        'parent': str(scenario),
-                        'condition': PYSONEncoder().encode(condition),
-                        }])
-        return Activity(activity.id)
+            activity = builders.create_activity(
+                scenario, condition=PYSONEncoder().encode(condition))
+        return type(activity)(activity.id)
 
     @with_transaction()
     def test_draft_count_does_not_reveal_password_hash(self):
@@ -416,7 +383,7 @@ class AuthorRightsTestCase(DBTestCase):
                     'password': 'a secret password 42'}])
         with Transaction().set_user(victim.id):
             Party.create([{'name': "Created by the victim"}])
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         # Saved by the module (root), as an old scenario could be
         scenario = self.create_scenario(
             None, domain='[["create_uid.password_hash", "!=", null]]')
@@ -432,7 +399,7 @@ class AuthorRightsTestCase(DBTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Scenario = pool.get('marketing.automation.scenario')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         Party.create([{'name': "Coded", 'code': 'SECRET'}])
         scenario = self.create_scenario(
             marketer, domain='[["code", "=", "SECRET"]]')
@@ -444,7 +411,7 @@ class AuthorRightsTestCase(DBTestCase):
     @with_transaction()
     def test_domain_on_unreadable_field_refused_at_save(self):
         "A domain on a field the author cannot read is refused at save"
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         self.deny_party_code()
         for domain, field in [
                 ('[["create_uid.password_hash", ">=", "$2b$"]]',
@@ -463,7 +430,7 @@ class AuthorRightsTestCase(DBTestCase):
     @with_transaction()
     def test_scenario_on_sale_refused_without_sale_rights(self):
         "A scenario on sales is refused to a user without sale rights"
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         with self.assertRaises(DomainError) as context:
             self.create_scenario(marketer, model='sale.sale')
         self.assertIn("Sale", context.exception.message)
@@ -473,7 +440,7 @@ class AuthorRightsTestCase(DBTestCase):
     def test_model_selection_offers_only_readable_models(self):
         "The model selection offers only the models the user can read"
         Scenario = Pool().get('marketing.automation.scenario')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         models = dict(Scenario.get_models())
         self.assertIn('sale.sale', models)
 
@@ -488,7 +455,7 @@ class AuthorRightsTestCase(DBTestCase):
         Party = pool.get('party.party')
         Scenario = pool.get('marketing.automation.scenario')
         Record = pool.get('marketing.automation.record')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         Party.create([{'name': "Coded", 'code': 'C1'}])
         scenario = self.create_scenario(
             marketer, domain='[["code", "=", "C1"]]')
@@ -496,7 +463,7 @@ class AuthorRightsTestCase(DBTestCase):
             Scenario.run([scenario])
         self.deny_party_code()
 
-        with self.assertLogs(scenario_module.logger, 'ERROR') as logs:
+        with self.assertLogs(enrolment.logger, 'ERROR') as logs:
             Scenario.trigger([Scenario(scenario.id)])
         self.assertEqual(len(logs.records), 1)
         self.assertIsNone(logs.records[0].exc_info)
@@ -505,7 +472,7 @@ class AuthorRightsTestCase(DBTestCase):
     @with_transaction()
     def test_condition_on_unreadable_field_refused_at_save(self):
         "A condition on an unknown or unreadable field is refused at save"
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         self.deny_party_code()
         scenario = self.create_scenario(marketer)
         for condition, name in [
@@ -528,21 +495,19 @@ class AuthorRightsTestCase(DBTestCase):
         "A condition the author can no longer read says nothing of values"
         pool = Pool()
         Party = pool.get('party.party')
-        Scenario = pool.get('marketing.automation.scenario')
         Record = pool.get('marketing.automation.record')
         RecordActivity = pool.get('marketing.automation.record.activity')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         Party.create([
                 {'name': "Match", 'code': 'C1'},
                 {'name': "Other", 'code': 'C2'}])
         scenario = self.create_scenario(
             marketer, domain='[["code", "in", ["C1", "C2"]]]')
         self.create_activity(marketer, scenario, Eval('self.code') == 'C1')
-        Scenario.run([scenario])
-        scenario.enrol()
+        builders.enrol(scenario)
         self.deny_party_code()
 
-        RecordActivity.process(RecordActivity.search([]))
+        builders.process_due()
         notes = {
             ra.record.record.name: ra.note
             for ra in RecordActivity.search([])}
@@ -587,9 +552,8 @@ class AuthorRightsTestCase(DBTestCase):
         "A condition the author can read matches as with EvalEnvironment"
         pool = Pool()
         Party = pool.get('party.party')
-        Scenario = pool.get('marketing.automation.scenario')
         RecordActivity = pool.get('marketing.automation.record.activity')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         Party.create([{'name': "Match"}, {'name': "Other"}])
         scenario = self.create_scenario(marketer)
         self.create_activity(
@@ -599,10 +563,9 @@ class AuthorRightsTestCase(DBTestCase):
             & (Eval('self.create_uid.login') == 'admin')
             & Bool(Eval('self._parent_create_uid.name'))
             & ~Bool(Eval('self.addresses')))
-        Scenario.run([scenario])
-        scenario.enrol()
+        builders.enrol(scenario)
 
-        RecordActivity.process(RecordActivity.search([]))
+        builders.process_due()
         notes = {
             ra.record.record.name: ra.note
             for ra in RecordActivity.search([])}
@@ -622,14 +585,14 @@ class ArchiveTokensTestCase(TemplateSecurityTestCase):
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
         Record = pool.get('marketing.automation.record')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         self.setup_scenario(
             marketer, [("Name", (
                         '<html><body><a href="https://shop.example/">s</a>'
                         '<a href="unsubscribe|https://shop.example/bye">u</a>'
                         '</body></html>'))],
             [("Ann", 'ann@example.com')])
-        RecordActivity.process(RecordActivity.search([]))
+        builders.process_due()
         Email = pool.get('ir.email')
         email, = Email.search([])
         record_activity, = RecordActivity.search([])
@@ -647,7 +610,7 @@ class ArchiveTokensTestCase(TemplateSecurityTestCase):
         User = pool.get('res.user')
         Record = pool.get('marketing.automation.record')
         RecordActivity = pool.get('marketing.automation.record.activity')
-        marketer = marketing_user()
+        marketer = builders.marketing_user()
         self.setup_scenario(
             marketer, [("Name", html("record.name"))],
             [("Ann", 'ann@example.com')])

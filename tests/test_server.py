@@ -14,15 +14,17 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
 
 from trytond.modules.marketing_automation.testing import SMTPSink, free_port
 
+from .builders import MessageLinks
+
 DATABASE = 'routes_server'
 BIN = os.path.dirname(sys.executable)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
 SHOP_URL = 'https://shop.example/offer?a=1&b=é#top'
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.skipif(
         'sqlite'),
     reason="the real server test runs on an SQLite database file only")
 
-# Run in a separate process with the server's configuration
+# Run in a separate process with the server's configuration, from ROOT
 SETUP = '''
 import sys
 import trytond.config as config
@@ -45,58 +47,26 @@ config.update_etc(sys.argv[1])
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+from tests.builders import (
+    create_activity, create_party, create_scenario, email_values, enrol,
+    process_due)
+
 database = sys.argv[2]
 Pool.start()
 pool = Pool(database)
 with Transaction().start(database, 0, readonly=True):
     pool.init()
 with Transaction().start(database, 0):
-    Party = pool.get('party.party')
-    Scenario = pool.get('marketing.automation.scenario')
-    Activity = pool.get('marketing.automation.activity')
-    Party.create([{
-            'name': name,
-            'contact_mechanisms': [('create', [{
-                            'type': 'email',
-                            'value': '%s@example.com' % name.lower(),
-                            }])],
-            } for name in ['Ann', 'Bob']])
-    scenario, = Scenario.create([{
-            'name': "Welcome", 'model': 'party.party',
-            'unsubscribable': True,
-            }])
-    email, = Activity.create([{
-            'name': "Welcome e-mail", 'parent': str(scenario),
-            'action': 'send_email', 'email_title': "Hello ${record.name}",
-            'email_template': sys.argv[3],
-            }])
-    Activity.create([{
-            'name': "Opened", 'parent': str(email), 'event': 'email_opened',
-            'negative': False,
-            }])
-    Scenario.run([scenario])
+    for name in ['Ann', 'Bob']:
+        create_party(name, '%s@example.com' % name.lower())
+    scenario = create_scenario(name="Welcome", unsubscribable=True)
+    email = create_activity(scenario, **email_values(
+            name="Welcome e-mail", email_template=sys.argv[3]))
+    create_activity(email, name="Opened", on='email_opened')
+    enrol(scenario)
 with Transaction().start(database, 0):
-    Scenario = pool.get('marketing.automation.scenario')
-    Scenario.trigger()
-with Transaction().start(database, 0):
-    RecordActivity = pool.get('marketing.automation.record.activity')
-    RecordActivity.process(RecordActivity.search([
-                ('state', '=', 'waiting'), ('at', '!=', None)]))
+    process_due()
 '''
-
-
-class _Links(HTMLParser):
-
-    def __init__(self):
-        super().__init__()
-        self.hrefs, self.images = [], []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == 'a':
-            self.hrefs.append(attrs.get('href'))
-        elif tag == 'img':
-            self.images.append(attrs.get('src'))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -163,7 +133,7 @@ def server(tmp_path_factory):
                         (directory / 'trytond.log').read_text())
                 time.sleep(0.2)
         _run([sys.executable, '-c', SETUP, str(config), DATABASE, TEMPLATE],
-            env)
+            env, cwd=ROOT)
         deadline = time.monotonic() + TIMEOUT
         while len(sink.messages) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -212,13 +182,6 @@ def _state(server, address):
         }
 
 
-def _links(message):
-    html = message.get_body(('html',)).get_content()
-    parser = _Links()
-    parser.feed(html)
-    return parser
-
-
 def _message(server, address):
     for to, message in server['messages'].items():
         if address in to:
@@ -227,11 +190,11 @@ def _message(server, address):
             address, list(server['messages'])))
 
 
-def test_email_links(server):
+def test_emailMessageLinks(server):
     "Test the pixel, a tracked link and one-click unsubscribe of a real mail"
     address = 'ann@example.com'
     message = _message(server, address)
-    links = _links(message)
+    links = MessageLinks(message)
     base = server['base']
     pixel, = [s for s in links.images if s.startswith(base)]
     click, = [h for h in links.hrefs if '/c/' in h]
@@ -287,7 +250,7 @@ def test_unsubscribe_browser(server, tmp_path, monkeypatch):
     from selenium.webdriver.support.wait import WebDriverWait
 
     address = 'bob@example.com'
-    unsubscribe, = [h for h in _links(_message(server, address)).hrefs
+    unsubscribe, = [h for h in MessageLinks(_message(server, address)).hrefs
         if '/unsubscribe' in h]
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

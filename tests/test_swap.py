@@ -32,10 +32,8 @@ import pytest
 from trytond.modules.marketing_automation.links import location
 from trytond.modules.marketing_automation.testing import SMTPSink
 
-from .builders import email_values
+from .builders import MessageLinks, email_values, path_of
 from .test_public_surface import REQUIREMENT
-from .test_routes import path_of
-from .test_server import _links
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENVS = os.path.join(ROOT, '.cache', 'official-venv')
@@ -423,13 +421,13 @@ def statistics(remote, ids):
 
 
 def pixel_url(message):
-    image, = _links(message).images
+    image, = MessageLinks(message).images
     return image
 
 
 def link_url(message, text):
     "Return the href of the link of the message whose URL contains text"
-    href, = [h for h in _links(message).hrefs if text in h]
+    href, = [h for h in MessageLinks(message).hrefs if text in h]
     return href
 
 
