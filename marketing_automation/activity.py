@@ -92,7 +92,12 @@ class Activity(ModelSQL, ModelView):
         help="How long to wait after the parent activity, or after the "
         "event, before running.")
 
-    action = fields.Selection('get_actions', "Action")
+    # A list, as in Tryton's own module: other modules add their actions
+    # with cls.action.selection.append in __setup__
+    action = fields.Selection([
+            (None, ""),
+            ('send_email', "Send Email"),
+            ], "Action")
     email_from = fields.Char(
         "From", translate=True,
         states={
@@ -240,10 +245,7 @@ class Activity(ModelSQL, ModelView):
 
     @classmethod
     def get_actions(cls):
-        return [
-            (None, ""),
-            ('send_email', gettext('marketing_automation.msg_send_email')),
-            ]
+        return cls.fields_get(['action'])['action']['selection']
 
     @fields.depends('parent')
     def on_change_with_parent_action(self, name=None):

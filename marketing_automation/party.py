@@ -44,6 +44,20 @@ class Party(MarketingAutomationMixin, metaclass=PoolMeta):
         return self.id
 
     @classmethod
+    def search_marketing_party(cls, name, clause):
+        # A party is its own marketing party
+        path, operator, operand, *extra = clause
+        _, _, nested = path.partition('.')
+        if nested:
+            return [(nested, operator, operand, *extra)]
+        if operator in {'where', 'not where'}:
+            parties = cls.search(operand, order=[], query=True)
+            in_ = 'in' if operator == 'where' else 'not in'
+            return [('id', in_, parties)]
+        field = 'rec_name' if isinstance(operand, str) else 'id'
+        return [(field, operator, operand, *extra)]
+
+    @classmethod
     def marketing_party_column(cls, table):
         return table.id
 

@@ -106,7 +106,7 @@ class Record(TokenMixin, ModelSQL, ModelView):
         Party = pool.get('party.party')
         table = cls.__table__()
         parties = Party.search(
-            Party.search_marketing_party('marketing_party', clause),
+            Party.search_marketing_party(name, clause),
             order=[], query=True)
         references = None
         for model in marketing_models():
@@ -344,6 +344,13 @@ class RecordActivity(
     @ModelView.button
     def on_email_opened(cls, record_activities):
         engine.fire(engine.ids_of(record_activities), ['email_opened'])
+
+    def clicked_location(self, url):
+        "Return where a tracked link to url of the e-mail leads"
+        # The links of Tryton's own module are shortened URLs of the record
+        # activity, to which marketing_campaign adds its UTM parameters
+        add_utm_parameters = getattr(self, 'add_utm_parameters', None)
+        return add_utm_parameters(url) if add_utm_parameters else url
 
     @classmethod
     @ModelView.button

@@ -245,7 +245,7 @@ def email_clicked(request, pool, token):
         found = _check_click(request, pool, token, url, signature)
     if not found:
         abort(HTTPStatus.NOT_FOUND)
-    return redirect(destination, code=HTTPStatus.FOUND)
+    return redirect(found, code=HTTPStatus.FOUND)
 
 
 def _clicked_record_activity(pool, token, url, signature):
@@ -264,12 +264,16 @@ def _email_clicked(request, pool, token, url, signature):
     record_activity = _clicked_record_activity(pool, token, url, signature)
     if record_activity:
         RecordActivity.on_email_clicked([record_activity])
-    return bool(record_activity)
+        return record_activity.clicked_location(
+            links.redirect_location(url))
 
 
 @with_hit_transaction(readonly=True)
 def _check_click(request, pool, token, url, signature):
-    return bool(_clicked_record_activity(pool, token, url, signature))
+    record_activity = _clicked_record_activity(pool, token, url, signature)
+    if record_activity:
+        return record_activity.clicked_location(
+            links.redirect_location(url))
 
 
 @route('/m/<database>/unsubscribe', methods=['GET', 'POST'])
