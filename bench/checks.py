@@ -1,0 +1,210 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""The checks of the outcome of each phase, record by record
+
+The rows of the database are mapped to the number of their party, so that
+each check compares sets of numbers with those of workload.expectations()
+and names the first differences."""
+from collections import Counter
+from types import SimpleNamespace
+
+from workload import party_email
+
+
+class Mismatch(Exception):
+    "A count or a state is not what the workload implies"
+
+
+def check(condition, message, *args):
+    if not condition:
+        raise Mismatch(message % args if args else message)
+
+
+def check_set(name, actual, expected):
+    actual, expected = set(actual), set(expected)
+    if actual != expected:
+        missing = sorted(expected - actual)
+        extra = sorted(actual - expected)
+        raise Mismatch(
+            '%s: %s expected, %s found; missing %s%s; unexpected %s%s' % (
+                name, len(expected), len(actual),
+                missing[:10], '...' if len(missing) > 10 else '',
+                extra[:10], '...' if len(extra) > 10 else ''))
+
+
+EVENT_ACTIVITIES = ['root', 'opened', 'clicked', 'not_clicked']
+
+
+class Checker:
+    "Read the state of the database and compare it with the expectations"
+
+    def __init__(self, db, ids, counter, n):
+        self.db = db
+        self.ids = ids
+        self.counter = counter
+        self.n = n
+        self.record_number = {}
+
+    # State of the database
+
+    def load_record_numbers(self):
+        "Map the records of the scenario to the number of their party"
+        from trytond.modules.marketing_automation import dialect
+        record = self.db.table('marketing.automation.record')
+        party = self.db.table('party.party')
+        rows = self.db.sql(
+            'SELECT r.id, p.code_digit, r.blocked FROM %s AS r '
+            'JOIN %s AS p ON r.record = %s || p.id '
+            'WHERE r.scenario = %%s' % (
+                record, party, "'party.party,'" if dialect.is_sqlite()
+                else "'party.party,'::varchar"),
+            (self.ids['scenario'],))
+        self.record_number = {r: i for r, i, _ in rows}
+        return rows
+
+    def activity_states(self, activity):
+        "Return the numbers of the parties per state of the activity"
+        table = self.db.table('marketing.automation.record.activity')
+        rows = self.db.sql(
+            'SELECT record, state, at IS NULL, email_opened, email_clicked '
+            'FROM %s WHERE activity = %%s' % table, (activity,))
+        result = SimpleNamespace(
+            rows=len(rows), states={}, unscheduled=set(), scheduled=set(),
+            opened=set(), clicked=set(), records=Counter())
+        for record, state, no_at, opened, clicked in rows:
+            i = self.record_number.get(record, ('?', record))
+            result.records[i] += 1
+            result.states.setdefault(state, set()).add(i)
+            if state == 'waiting':
+                (result.unscheduled if no_at else result.scheduled).add(i)
+            if opened:
+                result.opened.add(i)
+            if clicked:
+                result.clicked.add(i)
+        duplicates = [i for i, c in result.records.items() if c > 1]
+        check(not duplicates,
+            "activity %s runs several times for the same records: %s",
+            activity, duplicates[:10])
+        return result
+
+    def states(self, name):
+        "Return activity_states of the activity of the workload named so"
+        return self.activity_states(self.ids[name])
+
+    def events_snapshot(self):
+        "Return the states of the activities the events change"
+        return [self.states(name).__dict__ for name in EVENT_ACTIVITIES]
+
+    # Checks
+
+    def check_sent(self, expected, total):
+        "Check that each expected party got exactly one e-mail"
+        counter = self.counter
+        addresses = {party_email(i) for i in expected}
+        twice = [a for a, c in counter.recipients.items() if c > 1]
+        check(not twice, "e-mails sent twice to %s", twice[:10])
+        check_set('e-mail recipients', counter.recipients, addresses)
+        check(counter.total == total,
+            "%s e-mails sent, %s expected", counter.total, total)
+
+    def check_enrolment(self, expect, first=True):
+        record = self.db.table('marketing.automation.record')
+        rows = self.db.sql(
+            'SELECT scenario, COUNT(*), COUNT(DISTINCT record) FROM %s '
+            'GROUP BY scenario' % record)
+        counts = {s: (c, d) for s, c, d in rows}
+        check(counts.get(self.ids['scenario']) == (self.n, self.n),
+            "party scenario: %s records (distinct), %s expected",
+            counts.get(self.ids['scenario']), self.n)
+        sales = len(expect.sales)
+        check(counts.get(self.ids['sale_scenario']) == (sales, sales),
+            "sale scenario: %s records (distinct), %s expected",
+            counts.get(self.ids['sale_scenario']), sales)
+        self.load_record_numbers()
+        root = self.states('root')
+        check_set('root activities scheduled' if first else 'root activities',
+            root.scheduled if first else root.records, expect.everyone)
+        follow_up = self.states('follow_up')
+        check(follow_up.rows == len(expect.sales)
+            and len(follow_up.scheduled) == len(expect.sales),
+            "sale follow-ups: %s scheduled of %s rows, %s expected",
+            len(follow_up.scheduled), follow_up.rows, len(expect.sales))
+
+    def check_root_sent(self, expect):
+        root = self.states('root')
+        check_set('root activities done', root.states.get('done', ()),
+            expect.everyone)
+        for name in ['opened', 'clicked']:
+            child = self.states(name)
+            check_set('%s children waiting for the event' % name,
+                child.unscheduled, expect.everyone)
+        child = self.states('not_clicked')
+        check_set('not clicked children scheduled', child.scheduled,
+            expect.everyone)
+        email = self.db.table('ir.email')
+        (count,), = self.db.sql(
+            'SELECT COUNT(*) FROM %s WHERE marketing_automation_activity = %%s'
+            % email, (self.ids['root'],))
+        check(count == self.n, "%s e-mails archived, %s expected",
+            count, self.n)
+
+    def check_pixel_hits(self, expect):
+        root = self.states('root')
+        check_set('e-mails opened after the pixel hits', root.opened,
+            expect.pixel)
+        opened = self.states('opened')
+        check_set('opened children scheduled', opened.scheduled, expect.pixel)
+
+    def check_clicks(self, expect):
+        root = self.states('root')
+        check_set('e-mails opened after the clicks', root.opened,
+            expect.opened)
+        check_set('e-mails clicked', root.clicked, expect.click)
+        opened = self.states('opened')
+        check_set('opened children scheduled', opened.scheduled,
+            expect.opened)
+        clicked = self.states('clicked')
+        check_set('clicked children scheduled', clicked.scheduled,
+            expect.click)
+        not_clicked = self.states('not_clicked')
+        check_set('not clicked children cancelled',
+            not_clicked.states.get('cancelled', ()), expect.click)
+
+    def check_unsubscribes(self, expect):
+        rows = self.load_record_numbers()
+        check_set('blocked records', [i for _, i, b in rows if b],
+            expect.blocked)
+        unsubscribed = self.db.table(
+            'party.party-unsubscribed-marketing.automation.scenario')
+        party = self.db.table('party.party')
+        rows = self.db.sql(
+            'SELECT p.code_digit FROM %s AS u JOIN %s AS p ON u.party = p.id '
+            'WHERE u.scenario = %%s' % (unsubscribed, party),
+            (self.ids['scenario'],))
+        check_set('parties unsubscribed', [i for i, in rows], expect.blocked)
+
+    def check_events_unchanged(self, before):
+        "Check the events_snapshot() is still before"
+        check(before == self.events_snapshot(),
+            "repeated events changed the activities")
+
+    def check_children(self, expect):
+        opened = self.states('opened')
+        check_set('opened children done', opened.states.get('done', ()),
+            expect.opened_child_done)
+        check_set('opened children waiting (blocked)',
+            opened.states.get('waiting', ()), expect.opened_child_waiting
+            | (expect.everyone - expect.opened))
+        clicked = self.states('clicked')
+        check_set('clicked children done', clicked.states.get('done', ()),
+            expect.clicked_child_done)
+        not_clicked = self.states('not_clicked')
+        check_set('not clicked children done',
+            not_clicked.states.get('done', ()), expect.not_clicked_done)
+        check_set('not clicked children waiting (blocked)',
+            not_clicked.states.get('waiting', ()), expect.not_clicked_waiting)
+        check_set('not clicked children cancelled',
+            not_clicked.states.get('cancelled', ()), expect.click)
+        follow_up = self.states('follow_up')
+        check(not follow_up.states.get('done'),
+            "sale follow-ups ran before their delay")

@@ -1,0 +1,288 @@
+# This file is part of Tryton.  The COPYRIGHT file at the top level of
+# this repository contains the full copyright notices and license terms.
+"""The workload: the data, the scenarios, the e-mail and who does what
+
+N parties with an e-mail address and N/10 draft sales are inserted in SQL;
+a scenario on the parties sends an e-mail whose "opened", "clicked" and
+"not clicked" children wait for the events, and a scenario on the sales
+waits a month. Party number i opens, clicks and unsubscribes as the
+functions below say; expectations() derives every count the checks
+compare with."""
+import datetime as dt
+import time
+from types import SimpleNamespace
+
+BASE_URL = 'http://bench.example.com'
+SENDER = 'Bench Shop <news@bench.example.com>'
+DESTINATION = (
+    'https://shop.example.com/nouveaut\u00e9s'
+    '?utm_source=bench&utm_medium=email#top')
+TITLE = "News for ${record.name}"
+TEMPLATE = """<!DOCTYPE html>
+<html xmlns="http://www.w3.org/1999/xhtml"
+    xmlns:py="http://genshi.edgewall.org/">
+<head>
+<meta http-equiv="Content-Type" content="text/html; charset=utf-8"/>
+<title>News</title>
+</head>
+<body style="font-family: sans-serif">
+<h1>Hello ${record.name},</h1>
+<p>Our new collection is out: light jackets, linen shirts and the shoes
+you asked for. Members get free delivery until the end of the month.</p>
+<p py:if="record.name">This selection was made for ${record.name}.</p>
+<table>
+<tr><td>Jackets</td><td>from 49 EUR</td></tr>
+<tr><td>Shirts</td><td>from 29 EUR</td></tr>
+<tr><td>Shoes</td><td>from 59 EUR</td></tr>
+</table>
+<p><a href="https://shop.example.com/nouveaut\u00e9s?utm_source=bench\
+&amp;utm_medium=email#top">See what is new</a></p>
+<p><a href="https://shop.example.com/members">Become a member</a></p>
+<p><a href="mailto:help@shop.example.com">Write to us</a></p>
+<p style="font-size: small">You receive this e-mail as a customer of
+Bench Shop. <a href="unsubscribe">Unsubscribe</a></p>
+</body>
+</html>
+"""
+
+# Which party (by its number i = 1..N) does what
+SALE_EVERY = 10
+
+
+def opens_pixel(i):
+    return i % 2 == 0
+
+
+def clicks(i):
+    return i % 4 == 1
+
+
+def unsubscribes(i):
+    # Half of them opened (and the "opened" child waits for them): blocked
+    # records must get nothing more
+    return i % 20 == 0
+
+
+def party_name(i):
+    return 'Bench Party %s' % i
+
+
+def party_email(i):
+    return 'bench-%s@example.com' % i
+
+
+def expectations(n):
+    "Return the sets of party numbers each check expects"
+    numbers = range(1, n + 1)
+    everyone = set(numbers)
+    pixel = {i for i in numbers if opens_pixel(i)}
+    click = {i for i in numbers if clicks(i)}
+    blocked = {i for i in numbers if unsubscribes(i)}
+    opened = pixel | click
+    return SimpleNamespace(
+        everyone=everyone, pixel=pixel, click=click, blocked=blocked,
+        opened=opened,
+        sales={i for i in numbers if i % SALE_EVERY == 0},
+        opened_child_done=opened - blocked,
+        opened_child_waiting=opened & blocked,
+        clicked_child_done=click - blocked,
+        clicked_child_waiting=click & blocked,
+        not_clicked_done=everyone - click - blocked,
+        not_clicked_waiting=blocked - click,
+        )
+
+
+def setup_models(db):
+    """Create the company, the scenarios, their activities and the crons
+
+    Return the ids of what the benchmark refers to."""
+    from trytond.transaction import Transaction
+    User = db.pool.get('res.user')
+    with Transaction().start(db.name, 0):
+        admin, = User.search([('login', '=', 'admin')])
+        admin_id = admin.id
+    # As the administrator: the e-mails are rendered with the rights of
+    # the author of the activity
+    with Transaction().start(db.name, admin_id) as transaction:
+        ids = create_company(db.pool)
+        ids.update(create_scenarios(db.pool))
+        ids.update(create_crons(db.pool))
+        transaction.commit()
+    return ids
+
+
+def create_company(pool):
+    from decimal import Decimal
+    Currency = pool.get('currency.currency')
+    Party = pool.get('party.party')
+    Company = pool.get('company.company')
+    currency, = Currency.create([{
+                'name': "Euro", 'code': 'EUR', 'symbol': "\u20ac",
+                'rounding': Decimal('0.01'), 'digits': 2,
+                }])
+    party, = Party.create([{'name': "Bench Shop"}])
+    company, = Company.create([{'party': party.id, 'currency': currency.id}])
+    return {'currency': currency.id, 'company': company.id}
+
+
+def create_scenarios(pool):
+    from trytond.pyson import Eval, PYSONEncoder
+    Scenario = pool.get('marketing.automation.scenario')
+    Activity = pool.get('marketing.automation.activity')
+    scenario, = Scenario.create([{
+                'name': "Bench news",
+                'model': 'party.party',
+                'domain': PYSONEncoder().encode(
+                    [('name', 'like', 'Bench Party %')]),
+                'unsubscribable': True,
+                }])
+    root, = Activity.create([{
+                'name': "News",
+                'parent': str(scenario),
+                'action': 'send_email',
+                'email_title': TITLE,
+                'email_template': TEMPLATE,
+                }])
+    opened, clicked, not_clicked = Activity.create([{
+                'name': "Opened",
+                'parent': str(root),
+                'on': 'email_opened',
+                'condition': PYSONEncoder().encode(
+                    Eval('self', {}).get('active', False)),
+                }, {
+                'name': "Clicked",
+                'parent': str(root),
+                'on': 'email_clicked',
+                }, {
+                'name': "Not clicked",
+                'parent': str(root),
+                'on': 'email_clicked_not',
+                'delay': dt.timedelta(days=2),
+                }])
+    sale_scenario, = Scenario.create([{
+                'name': "Bench orders",
+                'model': 'sale.sale',
+                'domain': PYSONEncoder().encode([('state', '=', 'draft')]),
+                }])
+    follow_up, = Activity.create([{
+                'name': "Follow-up",
+                'parent': str(sale_scenario),
+                'delay': dt.timedelta(days=30),
+                }])
+    Scenario.run([scenario, sale_scenario])
+    return {
+        'scenario': scenario.id,
+        'sale_scenario': sale_scenario.id,
+        'root': root.id,
+        'opened': opened.id,
+        'clicked': clicked.id,
+        'not_clicked': not_clicked.id,
+        'follow_up': follow_up.id,
+        }
+
+
+def create_crons(pool):
+    "Stop every cron; give trigger and process two copies each, far ahead"
+    # Only the crons of the benchmark run, when it says so
+    Cron = pool.get('ir.cron')
+    ModelData = pool.get('ir.model.data')
+    crons = Cron.search([])
+    far = dt.datetime.now() + dt.timedelta(days=365)
+    Cron.write(crons, {'active': False, 'next_call': far})
+    trigger = Cron(ModelData.get_id(
+            'marketing_automation', 'cron_scenario_trigger'))
+    process = Cron(ModelData.get_id(
+            'marketing_automation', 'cron_record_activity_process'))
+    triggers = [trigger] + Cron.copy([trigger])
+    processes = [process] + Cron.copy([process])
+    Cron.write(triggers + processes, {'active': True, 'next_call': far})
+    return {
+        'trigger_crons': [c.id for c in triggers],
+        'process_crons': [c.id for c in processes],
+        }
+
+
+def populate(db, n, ids):
+    "Insert the parties, their e-mail address and the sales in SQL"
+    from trytond.modules.marketing_automation import dialect
+    from trytond.transaction import Transaction
+    now = dt.datetime.now()
+    if dialect.is_sqlite():
+        series = (
+            'WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL '
+            'SELECT i + 1 FROM seq WHERE i < %d) ' % n)
+        source = 'seq'
+    else:
+        series = ''
+        source = 'generate_series(1, %d) AS seq(i)' % n
+    party = db.table('party.party')
+    mechanism = db.table('party.contact_mechanism')
+    sale = db.table('sale.sale')
+    start = time.perf_counter()
+    with Transaction().start(db.name, 0) as transaction:
+        cursor = transaction.connection.cursor()
+        cursor.execute(db.paramstyle(
+                series + 'INSERT INTO %s '
+                '(name, code, code_alnum, code_digit, active, '
+                'create_uid, create_date) '
+                "SELECT 'Bench Party ' || i, 'BENCH' || i, 'BENCH' || i, "
+                'i, %%s, 0, %%s FROM %s' % (party, source)),
+            (True, now))
+        cursor.execute(db.paramstyle(
+                'INSERT INTO %s '
+                '(party, type, value, value_compact, active, sequence, '
+                'create_uid, create_date) '
+                "SELECT id, 'email', 'bench-' || code_digit || '@example.com',"
+                " 'bench-' || code_digit || '@example.com', %%s, 10, 0, %%s "
+                'FROM %s WHERE name LIKE %%s' % (mechanism, party)),
+            (True, now, 'Bench Party %'))
+        cursor.execute(db.paramstyle(
+                'INSERT INTO %s '
+                '(company, currency, party, state, invoice_method, '
+                'shipment_method, invoice_state, shipment_state, reference, '
+                'create_uid, create_date) '
+                "SELECT %%s, %%s, id, 'draft', 'order', 'order', 'none', "
+                "'none', 'BENCH' || code_digit, 0, %%s "
+                'FROM %s WHERE name LIKE %%s AND mod(code_digit, %%s) = 0'
+                % (sale, party)),
+            (ids['company'], ids['currency'], now, 'Bench Party %',
+                SALE_EVERY))
+    db.log("%s parties, e-mail addresses and %s sales inserted in %.1fs",
+        n, n // SALE_EVERY, time.perf_counter() - start)
+
+
+def make_negative_due(db, ids):
+    "Make the \"not clicked\" children due, as if two days had passed"
+    table = db.table('marketing.automation.record.activity')
+    db.sql(
+        "UPDATE %s SET at = %%s WHERE activity = %%s AND state = 'waiting'"
+        % table, (dt.datetime.now() - dt.timedelta(seconds=1),
+            ids['not_clicked']), fetch=False)
+
+
+def build_message(i, database, secret):
+    """Render and build the e-mail of party i as the engine does
+
+    but without database: the tokens are made up and the record is a
+    dictionary, as templates read the fields of a record as its keys."""
+    from trytond.modules.marketing_automation import (
+        links, mime, rendering, sandbox)
+    record_token = '%032x' % (i + 1)
+    token = '%032x' % (10 ** 9 + i)
+    context = {
+        'record': {'name': party_name(i), 'rec_name': party_name(i)},
+        **sandbox.helpers(),
+        }
+    title = rendering.render_title(TITLE, context)
+    body = rendering.render_html(
+        TEMPLATE, context,
+        link_for=lambda url: links.click_url(database, token, url, secret),
+        unsubscribe_for=lambda next_url: links.unsubscribe_url(
+            database, record_token, next_url),
+        pixel_url=links.open_url(database, token))
+    return mime.build_message(
+        from_addr=SENDER,
+        to_addr=mime.recipient(party_name(i), party_email(i)),
+        subject=title, html=body,
+        unsubscribe_url=links.unsubscribe_url(database, record_token),
+        headers={'Message-ID': mime.message_id(SENDER)})
