@@ -73,6 +73,11 @@ class Activity(ModelSQL, ModelView):
                 'invisible': Eval('parent_action') != 'send_email',
                 }),
         'get_on', setter='set_on')
+    on_warning = fields.Function(
+        fields.Char("Warning", states={
+                'invisible': ~Eval('on_warning'),
+                }),
+        'on_change_with_on_warning')
     condition = fields.Char(
         "Condition",
         help="A PYSON expression the record must match for the action to "
@@ -98,6 +103,14 @@ class Activity(ModelSQL, ModelView):
             (None, ""),
             ('send_email', "Send Email"),
             ], "Action")
+    transactional = fields.Boolean(
+        "Transactional",
+        states={
+            'invisible': Eval('action') != 'send_email',
+            },
+        help="Check for e-mails the recipient asked for, such as an order "
+        "confirmation: they go to parties who opted out of marketing "
+        "e-mails, but never to bounced or complaining addresses.")
     email_from = fields.Char(
         "From", translate=True,
         states={
@@ -252,6 +265,16 @@ class Activity(ModelSQL, ModelView):
         if isinstance(self.parent, self.__class__):
             return self.parent.action
 
+    @fields.depends('event', 'negative', 'scenario',
+        '_parent_scenario.open_tracking')
+    def on_change_with_on_warning(self, name=None):
+        if (self.event == 'email_opened' and self.scenario
+                and not self.scenario.open_tracking):
+            if self.negative:
+                return gettext(
+                    'marketing_automation.msg_not_opened_not_tracked')
+            return gettext('marketing_automation.msg_opened_not_tracked')
+
     def get_on(self, name):
         if self.event:
             return self.event + ('_not' if self.negative else '')
@@ -284,6 +307,10 @@ class Activity(ModelSQL, ModelView):
     @classmethod
     def view_toolbar_get(cls):
         return without_email_archives(super().view_toolbar_get())
+
+    @classmethod
+    def default_transactional(cls):
+        return False
 
     @classmethod
     def default_negative(cls):

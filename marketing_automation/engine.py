@@ -517,11 +517,11 @@ def children_of(activity_ids):
     return children
 
 
-def clear_cache():
-    "Clear the transaction's caches of the record activities"
+def clear_cache(name=RECORD_ACTIVITY):
+    "Clear the transaction's caches of the model (the record activities)"
     # The rows were written in SQL
     transaction = Transaction()
     transaction.counter += 1
     for cache in transaction.cache.values():
-        if RECORD_ACTIVITY in cache:
-            cache[RECORD_ACTIVITY].clear()
+        if name in cache:
+            cache[name].clear()

@@ -78,6 +78,8 @@ def enrol(scenario, batch_size=None):
                 where=(record.scenario == scenario.id)
                 & (record.record == reference)))
         & party_not_unsubscribed(Model, table, unsubscribed, scenario))
+    if not scenario.has_transactional():
+        not_enrolled &= party_not_opted_out(Model, table)
     on_conflict = dialect.insert_on_conflict_nothing(record)
 
     last_id = 0
@@ -119,3 +121,17 @@ def party_not_unsubscribed(Model, table, unsubscribed, scenario):
     parties = unsubscribed.select(
         unsubscribed.party, where=unsubscribed.scenario == scenario.id)
     return ~table.id.in_(Model.marketing_party_records(parties))
+
+
+def party_not_opted_out(Model, table):
+    "Return the SQL condition on table: the party takes marketing e-mails"
+    Party = Pool().get('party.party')
+    party = Party.__table__()
+    opted_out = party.select(party.id,
+        where=party.marketing_email_opt_out == Literal(True))
+    column = Model.marketing_party_column(table)
+    if column is not None:
+        return ~Exists(party.select(Literal(1),
+                where=(party.id == column)
+                & (party.marketing_email_opt_out == Literal(True))))
+    return ~table.id.in_(Model.marketing_party_records(opted_out))

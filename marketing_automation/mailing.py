@@ -21,6 +21,7 @@ from trytond.transaction import Transaction
 
 from . import dialect, links, mime, rendering, sandbox
 from .access import RecordReader
+from .consent import normalize_address
 from .smtp import RecordActivitySMTPDataManager
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class _Sender:
         # The envelope sender, as smtplib would read it from the headers
         self.envelope_from = getaddresses(
             [self.sender or self.email_from])[0][1]
+        self.open_tracking = activity.scenario.open_tracking
         self.unsubscribe_mailto = config.get(
             'marketing', 'automation_unsubscribe_mailto', default=None)
 
@@ -55,7 +57,8 @@ class _Sender:
             self.database_name, row.record_token, next_url)
 
     def open_url(self, row):
-        return links.open_url(self.database_name, row.token)
+        if self.open_tracking:
+            return links.open_url(self.database_name, row.token)
 
 
 def send_emails(activity, rows):
@@ -63,11 +66,14 @@ def send_emails(activity, rows):
     rows = [r for r in rows if r.target]
     sender = _Sender(activity)
     recipients = _recipients(rows)
-    notes, emails = {}, []
+    notes = _refused(activity, rows, recipients)
+    emails = []
     by_language = defaultdict(list)
     for row in rows:
         name, address, language = recipients.get(row.target) or (None,) * 3
-        if not address:
+        if row.id in notes:
+            continue
+        elif not address:
             notes[row.id] = gettext(
                 'marketing_automation.msg_no_email_address')
         else:
@@ -113,6 +119,48 @@ def _recipients(rows):
                 ids).items():
             recipients[(model, id_)] = recipient
     return recipients
+
+
+def _refused(activity, rows, recipients):
+    """Return the notes of the rows whose recipient opted out or whose
+    address is suppressed"""
+    pool = Pool()
+    Party = pool.get('party.party')
+    Suppression = pool.get('marketing.automation.suppression')
+    transactional = activity.transactional
+    opted_out = set()
+    if not transactional:
+        parties = _parties(rows)
+        opted_out_parties = Party.marketing_opted_out(
+            {p for p in parties.values() if p})
+        opted_out = {target for target, party in parties.items()
+            if party in opted_out_parties}
+    suppressed = Suppression.suppressed_addresses(
+        {r[1] for r in recipients.values() if r and r[1]},
+        transactional=transactional)
+    notes = {}
+    for row in rows:
+        address = (recipients.get(row.target) or (None,) * 3)[1]
+        if row.target in opted_out:
+            notes[row.id] = gettext('marketing_automation.msg_opted_out')
+        elif address and normalize_address(address) in suppressed:
+            notes[row.id] = Suppression.note(
+                suppressed[normalize_address(address)])
+    return notes
+
+
+def _parties(rows):
+    "Return the party id of the targets of the rows"
+    pool = Pool()
+    by_model = defaultdict(list)
+    for row in rows:
+        model, id_ = row.target
+        by_model[model].append(id_)
+    parties = {}
+    for model, ids in by_model.items():
+        for id_, party in pool.get(model)._marketing_parties(ids).items():
+            parties[(model, id_)] = party
+    return parties
 
 
 def _read_targets(reader, references):

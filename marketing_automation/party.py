@@ -6,8 +6,9 @@ from collections import defaultdict
 from sql import Literal
 
 from trytond.backend import MAX_QUERY_PARAMS
-from trytond.model import ModelSQL, Unique, fields
+from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
@@ -21,12 +22,72 @@ class Party(MarketingAutomationMixin, metaclass=PoolMeta):
         'party.party-unsubscribed-marketing.automation.scenario',
         'party', 'scenario', "Marketing Automation Unsubscribed",
         help="The marketing scenarios the party does not enter any more.")
+    marketing_email_opt_out = fields.Boolean(
+        "Marketing E-mails Opt-out", readonly=True,
+        help="If checked, the party receives no marketing e-mail from any "
+        "scenario; transactional e-mails still go out.")
+    marketing_consents = fields.One2Many(
+        'marketing.automation.consent', 'party', "Marketing Consents",
+        readonly=True,
+        help="When and how the party left or came back to marketing "
+        "e-mails.")
     marketing_automation_records = fields.Function(
         fields.Many2Many(
             'marketing.automation.record', None, None, "Marketing Records",
             help="The entries of the party and of its documents in the "
             "marketing scenarios."),
         'get_marketing_automation_records')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._buttons.update({
+                'marketing_opt_out': {
+                    'invisible': Eval('marketing_email_opt_out', False),
+                    'depends': ['marketing_email_opt_out'],
+                    },
+                'marketing_opt_in': {
+                    'invisible': ~Eval('marketing_email_opt_out', False),
+                    'depends': ['marketing_email_opt_out'],
+                    },
+                })
+
+    @classmethod
+    def default_marketing_email_opt_out(cls):
+        return False
+
+    @classmethod
+    def copy(cls, parties, default=None):
+        default = default.copy() if default is not None else {}
+        default.setdefault('marketing_consents')
+        return super().copy(parties, default=default)
+
+    @classmethod
+    @ModelView.button
+    def marketing_opt_out(cls, parties):
+        pool = Pool()
+        Consent = pool.get('marketing.automation.consent')
+        Consent.record([p.id for p in parties], True, 'manual')
+
+    @classmethod
+    @ModelView.button
+    def marketing_opt_in(cls, parties):
+        pool = Pool()
+        Consent = pool.get('marketing.automation.consent')
+        Consent.record([p.id for p in parties], False, 'manual')
+
+    @classmethod
+    def marketing_opted_out(cls, party_ids):
+        "Return the ids of the parties opted out of marketing e-mails"
+        party = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        opted_out = set()
+        for sub_ids in grouped_slice(sorted(party_ids), MAX_QUERY_PARAMS):
+            cursor.execute(*party.select(party.id,
+                    where=fields.SQL_OPERATORS['in'](party.id, sub_ids)
+                    & (party.marketing_email_opt_out == Literal(True))))
+            opted_out.update(i for i, in cursor)
+        return opted_out
 
     @classmethod
     def get_marketing_automation_records(cls, parties, name):

@@ -136,29 +136,31 @@ class Record(TokenMixin, ModelSQL, ModelView):
         cls.write(records, {'blocked': True})
 
     @classmethod
-    def unsubscribe(cls, records):
+    def unsubscribe(cls, records, source='page'):
         "Block the records and unsubscribe their party when allowed"
         pool = Pool()
-        Unsubscribed = pool.get(
-            'party.party-unsubscribed-marketing.automation.scenario')
+        Consent = pool.get('marketing.automation.consent')
         to_block = [r for r in records if not r.blocked]
         if to_block:
             cls.write(to_block, {'blocked': True})
-        pairs = set()
+        by_scenario = defaultdict(set)
         for record in records:
-            if not record.scenario.unsubscribable:
-                continue
             party = record.marketing_party()
-            if party:
-                pairs.add((party.id, record.scenario.id))
-        existing = Unsubscribed.search([
-                ('party', 'in', [p for p, _ in pairs]),
-                ('scenario', 'in', [s for _, s in pairs]),
-                ]) if pairs else []
-        pairs -= {(u.party.id, u.scenario.id) for u in existing}
-        if pairs:
-            Unsubscribed.create([
-                    {'party': p, 'scenario': s} for p, s in sorted(pairs)])
+            if party and record.scenario.unsubscribable:
+                by_scenario[record.scenario].add(party.id)
+        for scenario, party_ids in by_scenario.items():
+            Consent.record(party_ids, True, source, scenario=scenario)
+
+    @classmethod
+    def opt_out(cls, records, source='page'):
+        "Block the records and opt their party out of all marketing e-mails"
+        pool = Pool()
+        Consent = pool.get('marketing.automation.consent')
+        to_block = [r for r in records if not r.blocked]
+        if to_block:
+            cls.write(to_block, {'blocked': True})
+        parties = {p.id for p in (r.marketing_party() for r in records) if p}
+        Consent.record(parties, True, source)
 
     def marketing_party(self):
         "Return the party of the enrolled record or None if it is gone"

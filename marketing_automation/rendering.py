@@ -217,6 +217,9 @@ class _LinkFilter:
         check_href(href)
 
     def pixel(self, namespace, pos):
+        if not self.pixel_url:
+            # Open tracking is off
+            return
         tag = QName(f'{namespace}}}img' if namespace else 'img')
         attrs = Attrs([
                 (QName('src'), self.pixel_url),

@@ -136,12 +136,12 @@ def _gif():
     return Response(links.EMPTY_GIF, mimetype='image/gif', headers=_NO_STORE)
 
 
-def _page(pool, title, text, button=None, sender=None):
+def _page(pool, title, text, button=None, sender=None, button_all=None):
     Page = pool.get('marketing.automation.unsubscribe', type='report')
     language = (Transaction().language or 'en').replace('_', '-')
     html = Page.render_page(
         language=language, title=title, text=text, button=button,
-        sender=sender)
+        button_all=button_all, sender=sender)
     return Response(
         html, content_type='text/html; charset=utf-8',
         headers=_PAGE_HEADERS)
@@ -290,10 +290,13 @@ def unsubscribe(request, pool):
     if request.method == 'POST':
         # Read the body before the transaction: a too large one is refused
         one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
+        # One-click keeps meaning this scenario (RFC 8058)
+        everything = not one_click and request.form.get('scope') == 'all'
         next_url = None if one_click else single(request.args, 'next')
         if next_url is not None and links.redirect_location(next_url) is None:
             next_url = None
-        return _unsubscribe(request, pool, token, one_click, next_url)
+        return _unsubscribe(
+            request, pool, token, one_click, everything, next_url)
     return _unsubscribe_confirm(request, pool, token)
 
 
@@ -315,14 +318,20 @@ def _unsubscribe_confirm(request, pool, token):
             gettext('marketing_automation.msg_unsubscribe_title'),
             gettext('marketing_automation.msg_unsubscribe_question'),
             gettext('marketing_automation.msg_unsubscribe_button'),
-            sender=_sender(pool, record))
+            sender=_sender(pool, record),
+            button_all=gettext(
+                'marketing_automation.msg_unsubscribe_all_button'))
 
 
 @with_hit_transaction(readonly=False)
-def _unsubscribe(request, pool, token, one_click, next_url):
+def _unsubscribe(request, pool, token, one_click, everything, next_url):
     Record = pool.get('marketing.automation.record')
     record = _record(pool, token)
-    Record.unsubscribe([record])
+    if everything:
+        Record.opt_out([record], source='page')
+    else:
+        Record.unsubscribe(
+            [record], source='one_click' if one_click else 'page')
     if not one_click and next_url and (
             links.is_same_site(next_url, links.automation_base())
             or record.is_known_url(next_url)):
@@ -337,5 +346,6 @@ def _unsubscribe(request, pool, token, one_click, next_url):
         return _page(
             pool,
             gettext('marketing_automation.msg_unsubscribed_title'),
-            gettext('marketing_automation.msg_unsubscribed'),
+            gettext('marketing_automation.msg_opted_out_page'
+                if everything else 'marketing_automation.msg_unsubscribed'),
             sender=_sender(pool, record))

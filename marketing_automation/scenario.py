@@ -8,6 +8,7 @@ from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 from sql.operators import Concat
 
+import trytond.config as config
 from trytond import backend
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
@@ -49,6 +50,10 @@ class Scenario(Workflow, ModelSQL, ModelView):
         "Unsubscribable",
         help="If checked, unsubscribing from an e-mail also unsubscribes "
         "the party from this scenario.")
+    open_tracking = fields.Boolean(
+        "Open Tracking",
+        help="If checked, the e-mails carry a pixel telling when they are "
+        "opened; without it, the \"Email Opened\" branches cannot run.")
     state = fields.Selection([
             ('draft', "Draft"),
             ('running', "Running"),
@@ -138,6 +143,20 @@ class Scenario(Workflow, ModelSQL, ModelView):
     @classmethod
     def default_state(cls):
         return 'draft'
+
+    @classmethod
+    def default_open_tracking(cls):
+        return config.getboolean(
+            'marketing', 'automation_open_tracking', default=True)
+
+    def has_transactional(self):
+        "Tell if an activity of the scenario sends transactional e-mails"
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        return bool(Activity.search([
+                    ('scenario', '=', self.id),
+                    ('transactional', '=', True),
+                    ], limit=1))
 
     @classmethod
     def default_unsubscribable(cls):
