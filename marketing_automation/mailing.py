@@ -106,19 +106,24 @@ class _Failed(Exception):
     "The e-mail of a row failed; the text is the note"
 
 
-def _recipients(rows):
-    "Return the (name, address, language) of the targets of the rows"
+def _by_target(rows, read):
+    "Return what read(Model, ids) gives for the targets of the rows"
     pool = Pool()
     by_model = defaultdict(list)
     for row in rows:
         model, id_ = row.target
         by_model[model].append(id_)
-    recipients = {}
+    values = {}
     for model, ids in by_model.items():
-        for id_, recipient in pool.get(model).get_marketing_recipients(
-                ids).items():
-            recipients[(model, id_)] = recipient
-    return recipients
+        for id_, value in read(pool.get(model), ids).items():
+            values[(model, id_)] = value
+    return values
+
+
+def _recipients(rows):
+    "Return the (name, address, language) of the targets of the rows"
+    return _by_target(
+        rows, lambda Model, ids: Model.get_marketing_recipients(ids))
 
 
 def _refused(activity, rows, recipients):
@@ -151,16 +156,7 @@ def _refused(activity, rows, recipients):
 
 def _parties(rows):
     "Return the party id of the targets of the rows"
-    pool = Pool()
-    by_model = defaultdict(list)
-    for row in rows:
-        model, id_ = row.target
-        by_model[model].append(id_)
-    parties = {}
-    for model, ids in by_model.items():
-        for id_, party in pool.get(model)._marketing_parties(ids).items():
-            parties[(model, id_)] = party
-    return parties
+    return _by_target(rows, lambda Model, ids: Model._marketing_parties(ids))
 
 
 def _read_targets(reader, references):

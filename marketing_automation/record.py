@@ -136,13 +136,17 @@ class Record(TokenMixin, ModelSQL, ModelView):
         cls.write(records, {'blocked': True})
 
     @classmethod
+    def _block(cls, records):
+        to_block = [r for r in records if not r.blocked]
+        if to_block:
+            cls.write(to_block, {'blocked': True})
+
+    @classmethod
     def unsubscribe(cls, records, source='page'):
         "Block the records and unsubscribe their party when allowed"
         pool = Pool()
         Consent = pool.get('marketing.automation.consent')
-        to_block = [r for r in records if not r.blocked]
-        if to_block:
-            cls.write(to_block, {'blocked': True})
+        cls._block(records)
         by_scenario = defaultdict(set)
         for record in records:
             party = record.marketing_party()
@@ -156,9 +160,7 @@ class Record(TokenMixin, ModelSQL, ModelView):
         "Block the records and opt their party out of all marketing e-mails"
         pool = Pool()
         Consent = pool.get('marketing.automation.consent')
-        to_block = [r for r in records if not r.blocked]
-        if to_block:
-            cls.write(to_block, {'blocked': True})
+        cls._block(records)
         parties = {p.id for p in (r.marketing_party() for r in records) if p}
         Consent.record(parties, True, source)
 
