@@ -17,6 +17,7 @@ it with the crons and the HTTP requests in its own process.
 """
 import argparse
 import datetime as dt
+import email.utils
 import os
 import signal
 import sys
@@ -77,6 +78,29 @@ def fast_forward(database_name, delta):
                 Cron.write([cron], {'next_call': cron.next_call - delta})
         transaction.commit()
     return len(waiting)
+
+
+def suppress_addresses(database_name, mails, say=print):
+    """One address bounces for good and the marketer suppresses another by
+    hand; return the two addresses"""
+    addresses = sorted({
+            email.utils.parseaddr(m.to)[1] for m in mails if m.to})[-2:]
+    if len(addresses) < 2:
+        return []
+    bounced, manual = addresses
+    with Transaction().start(database_name, 0) as transaction:
+        Suppression = Pool().get('marketing.automation.suppression')
+        Suppression.suppress(
+            [bounced], 'hard_bounce',
+            report="550 5.1.1 <%s>: Recipient address rejected: "
+            "User unknown in virtual mailbox table" % bounced)
+        Suppression.suppress([manual], 'manual')
+        transaction.commit()
+    say("  the mailbox of %s does not exist any more: a hard bounce "
+        "suppresses it" % bounced)
+    say("  %s asks by phone to receive nothing: the marketer suppresses "
+        "the address" % manual)
+    return addresses
 
 
 def spread_history(database_name, days=28):
@@ -170,6 +194,10 @@ def play_story(
         say=say, seed=1)
     story['actions'].append(counts)
     _say_counts(counts, names, say)
+
+    title("Bounces and requests by phone")
+    story['suppressed'] = suppress_addresses(
+        config.database_name, mails, say=say)
 
     title("Meanwhile in the shop")
     new_order = shop.sign_up_and_order(config, the_shop)

@@ -32,6 +32,8 @@ class ActivitySpec:
     on: str = None
     delay: dt.timedelta = None
     condition: object = None
+    # An e-mail the customer asked for: it ignores the marketing opt-outs
+    transactional: bool = False
     children: list = field(default_factory=list)
 
 
@@ -153,7 +155,8 @@ def specifications():
                     'fr': "Merci ! Votre commande ${record.number} "
                     "est confirmée",
                     },
-                body='order'),
+                body='order',
+                transactional=True),
             ])
     return [welcome, cart, order]
 
@@ -212,6 +215,7 @@ def create_scenarios(config, shop_name, site, run=True):
                     spec, 'en', shop_name, site, campaign).items():
                 setattr(activity, name, value)
             activity.action = 'send_email'
+            activity.transactional = spec.transactional
             if spec.on:
                 activity.on = spec.on
             if spec.delay is not None:

@@ -529,7 +529,9 @@ class Activity(ModelSQL, ModelView):
             'record_count_failed': count_if(
                 record_activity.state == 'failed'),
             'record_count_skipped': count_if(
-                done & (record_activity.note != Null)),
+                done & (record_activity.note != Null)
+                & ((record_activity.email_handoff == Null)
+                    | (record_activity.email_handoff != 'interrupted'))),
             'email_sent': count_if(sent),
             'email_opened': count_if(
                 sent & (record_activity.email_opened == Literal(True))),

@@ -6,7 +6,7 @@ time."""
 import datetime as dt
 
 from sql import Literal
-from sql.functions import CurrentTimestamp
+from sql.functions import CurrentTimestamp, Lower
 
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
@@ -35,6 +35,24 @@ UNDELIVERABLE = {'hard_bounce', 'complaint'}
 def normalize_address(address):
     "Return the e-mail address as it is compared: stripped and lower case"
     return (address or '').strip().lower()
+
+
+def parties_with_addresses(addresses):
+    "Return the ids of the parties having one of the addresses"
+    pool = Pool()
+    ContactMechanism = pool.get('party.contact_mechanism')
+    mechanism = ContactMechanism.__table__()
+    cursor = Transaction().connection.cursor()
+    parties = set()
+    for sub_addresses in grouped_slice(sorted(addresses), MAX_QUERY_PARAMS):
+        # The case of the stored addresses may differ
+        cursor.execute(*mechanism.select(mechanism.party,
+                where=(mechanism.type == 'email')
+                & (mechanism.active == Literal(True))
+                & fields.SQL_OPERATORS['in'](
+                    Lower(mechanism.value), list(sub_addresses))))
+        parties.update(p for p, in cursor)
+    return parties
 
 
 class Consent(ModelSQL, ModelView):
@@ -244,7 +262,7 @@ class Suppression(ModelSQL, ModelView):
         suppression = next(iter(cls.search([('email', '=', address)])), None)
         if suppression is None:
             suppression = cls(email=address, reason='soft_bounce',
-                suppressed=False, soft_bounces=0)
+                suppressed=False, soft_bounces=0, soft_bounce_since=None)
         elif suppression.reason != 'soft_bounce':
             # Already suppressed for a stronger reason
             return suppression
@@ -264,15 +282,8 @@ class Suppression(ModelSQL, ModelView):
     def _opt_out_parties(cls, addresses, source):
         "Opt the parties of the addresses out of all marketing e-mails"
         pool = Pool()
-        ContactMechanism = pool.get('party.contact_mechanism')
         Consent = pool.get('marketing.automation.consent')
-        # The case of the stored addresses may differ
-        mechanisms = ContactMechanism.search([
-                ('type', '=', 'email'),
-                ['OR'] + [('value', 'ilike', a) for a in sorted(addresses)],
-                ])
-        parties = {m.party.id for m in mechanisms
-            if normalize_address(m.value) in addresses}
+        parties = parties_with_addresses(addresses)
         if parties:
             Consent.record(parties, True, source)
 

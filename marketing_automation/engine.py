@@ -23,9 +23,9 @@ from trytond.i18n import gettext
 from trytond.model import fields
 from trytond.pool import Pool
 from trytond.tools import grouped_slice
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, without_check_access
 
-from . import dialect
+from . import dialect, pacing
 from .links import new_token
 
 RECORD = 'marketing.automation.record'
@@ -231,7 +231,8 @@ def run(ids):
     by_activity = defaultdict(list)
     for row in rows:
         by_activity[row.activity].append(row)
-    notes = {}
+    notes, postponed = {}, {}
+    pacer = pacing.Pacer()
     for activity_id, activity_rows in by_activity.items():
         activity = activities[activity_id]
         candidates = []
@@ -243,9 +244,16 @@ def run(ids):
                     'marketing_automation.msg_record_gone')
         if activity.condition:
             candidates = _matching(activity, candidates, notes)
+        if activity.action == 'send_email' and candidates:
+            waiting = pacer.postponed(
+                activity, candidates, target_parties(candidates))
+            postponed.update(waiting)
+            candidates = [r for r in candidates if r.id not in waiting]
         if activity.action and candidates:
             notes.update(activity.run_action(candidates) or {})
 
+    reschedule(postponed)
+    rows = [r for r in rows if r.id not in postponed]
     mark_done([r.id for r in rows], notes)
     by_activity = defaultdict(list)
     for row in rows:
@@ -253,6 +261,40 @@ def run(ids):
     schedule_children(by_activity)
     clear_cache()
     return [r.record for r in rows]
+
+
+def by_target(rows, read):
+    "Return what read(Model, ids) gives for the targets of the rows"
+    pool = Pool()
+    by_model = defaultdict(list)
+    for row in rows:
+        model, id_ = row.target
+        by_model[model].append(id_)
+    values = {}
+    for model, ids in by_model.items():
+        for id_, value in read(pool.get(model), ids).items():
+            values[(model, id_)] = value
+    return values
+
+
+def target_parties(rows):
+    "Return the party id of the targets of the rows"
+    return by_target(rows, lambda Model, ids: Model._marketing_parties(ids))
+
+
+def reschedule(due):
+    "Make the record activities due again at their new time"
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    by_time = defaultdict(list)
+    for id_, at in due.items():
+        by_time[at].append(id_)
+    for at, ids in by_time.items():
+        for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+            cursor.execute(*table.update(
+                    [table.at, table.write_date],
+                    [at, CurrentTimestamp()],
+                    where=_IN(table.id, sub_ids)))
 
 
 def _matching(activity, rows, notes):
@@ -333,6 +375,7 @@ def existing_targets(rows):
 def mark_done(ids, notes):
     "Mark the record activities done with their note"
     transaction = Transaction()
+    now = dialect.schedule_time()
     table = _table(RECORD_ACTIVITY)
     cursor = _cursor()
     by_note = defaultdict(list)
@@ -340,10 +383,12 @@ def mark_done(ids, notes):
         by_note[notes.get(id_)].append(id_)
     for note, note_ids in by_note.items():
         for sub_ids in grouped_slice(note_ids, MAX_QUERY_PARAMS):
+            # The time it was done, as Tryton's own module keeps it
             cursor.execute(*table.update(
-                    [table.state, table.note, table.write_date,
+                    [table.state, table.note, table.at, table.write_date,
                         table.write_uid],
-                    ['done', note, CurrentTimestamp(), transaction.user],
+                    ['done', note, now, CurrentTimestamp(),
+                        transaction.user],
                     where=_IN(table.id, sub_ids)))
 
 
@@ -377,40 +422,154 @@ def cancel_waiting(activity_ids, record_ids):
 
 def sending_failed(failures):
     "Reschedule with back-off or fail the record activities not sent"
-    pool = Pool()
-    Email = pool.get('ir.email')
-    RecordActivity = pool.get(RECORD_ACTIVITY)
     max_tries = _config_int('automation_retries', 5)
     retry_delay = _config_int('automation_retry_delay', 300)
-    table = RecordActivity.__table__()
+    table = _table(RECORD_ACTIVITY)
     cursor = _cursor()
     now = dialect.schedule_time()
-    for record_activity in RecordActivity.browse(sorted(failures)):
-        # Only what was sent is archived
-        Email.delete(Email.search([
-                    ('marketing_automation_activity', '=',
-                        record_activity.activity.id),
-                    ('marketing_automation_record', '=',
-                        record_activity.record.id),
-                    ]))
-        tries = (record_activity.tries or 0) + 1
-        note = failures[record_activity.id][:200]
-        if tries >= max_tries:
-            state, at = 'failed', record_activity.at
-        else:
-            state = 'waiting'
+    ids = sorted(failures)
+    withdraw_emails(ids)
+    rows = []
+    for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+        cursor.execute(*table.select(
+                table.id, table.tries, table.at,
+                where=_IN(table.id, sub_ids)))
+        rows.extend(cursor)
+    for id_, tries, at in rows:
+        tries = (tries or 0) + 1
+        if tries < max_tries:
             at = now + dt.timedelta(seconds=retry_delay * 2 ** (tries - 1))
         cursor.execute(*table.update(
-                [table.state, table.at, table.tries, table.note],
-                [state, at, tries, note],
-                where=table.id == record_activity.id))
-        # Children wait for a message that was not sent
-        child_ids = [c.id for c in record_activity.activity.children]
-        if child_ids:
+                [table.state, table.at, table.tries, table.note,
+                    table.email_handoff, table.write_date],
+                ['failed' if tries >= max_tries else 'waiting', at, tries,
+                    failures[id_][:200], Null, CurrentTimestamp()],
+                where=table.id == id_))
+    clear_cache()
+
+
+def withdraw_emails(ids):
+    "Delete the archives and the waiting children of e-mails not sent"
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    by_activity = defaultdict(list)
+    for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+        cursor.execute(*table.select(
+                table.activity, table.record, where=_IN(table.id, sub_ids)))
+        for activity_id, record_id in cursor:
+            by_activity[activity_id].append(record_id)
+    children = children_of(by_activity)
+    for activity_id, record_ids in by_activity.items():
+        _delete_archives(activity_id, record_ids)
+        # Children wait for a message that was not sent; they are created
+        # again when it is
+        child_ids = [c.id for c in children[activity_id]]
+        if not child_ids:
+            continue
+        for sub_ids in grouped_slice(
+                record_ids, MAX_QUERY_PARAMS - len(child_ids)):
             cursor.execute(*table.delete(
-                    where=(table.record == record_activity.record.id)
+                    where=_IN(table.record, sub_ids)
                     & _IN(table.activity, child_ids)
                     & (table.state == 'waiting')))
+
+
+def _delete_archives(activity_id, record_ids):
+    "Delete the archived e-mails of the activity to the records"
+    Email = Pool().get('ir.email')
+    # Only what was sent is archived; the archives are the module's own
+    with without_check_access():
+        for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS - 1):
+            Email.delete(Email.search([
+                        ('marketing_automation_activity', '=', activity_id),
+                        ('marketing_automation_record', 'in', list(sub_ids)),
+                        ], order=[]))
+
+
+# Hand-off of the e-mails to the SMTP server: each step is committed before
+# the next one, so that a process stopped at any time leaves a known state
+
+# The state an e-mail must be in to take each step
+HANDOFF_FROM = {
+    'pending': None,
+    'sending': 'pending',
+    'sent': 'sending',
+    }
+
+
+def set_email_handoff(ids, step):
+    "Move the e-mails of ids to the step of their hand-off; return those moved"
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    previous = HANDOFF_FROM[step]
+    moved = []
+    for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+        sub_ids = list(sub_ids)
+        where = _IN(table.id, sub_ids)
+        if previous:
+            where &= table.email_handoff == previous
+        cursor.execute(*table.update(
+                [table.email_handoff, table.write_date],
+                [step, dialect.now()], where=where))
+        if cursor.rowcount == len(sub_ids):
+            moved.extend(sub_ids)
+        else:
+            # What the recovery took back meanwhile is not sent
+            cursor.execute(*table.select(
+                    table.id,
+                    where=_IN(table.id, sub_ids)
+                    & (table.email_handoff == step)))
+            moved.extend(i for i, in cursor)
+    clear_cache()
+    return moved
+
+
+def recover_handoffs(before):
+    """Schedule again the e-mails left pending since before and flag as
+    interrupted those left being sent since before"""
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    cursor.execute(*table.select(
+            table.id,
+            where=(table.email_handoff == 'pending')
+            & (table.write_date < before)))
+    requeue([i for i, in cursor], 'pending', gettext(
+            'marketing_automation.msg_email_handoff_requeued'))
+    # They may or may not have reached the server: sending them again could
+    # send them twice
+    cursor.execute(*table.update(
+            [table.email_handoff, table.note, table.write_date],
+            ['interrupted',
+                gettext('marketing_automation.msg_email_handoff_interrupted'),
+                CurrentTimestamp()],
+            where=(table.email_handoff == 'sending')
+            & (table.write_date < before)))
+    clear_cache()
+
+
+def requeue(ids, handoff, note=None):
+    """Make due now, as never sent, the e-mails of ids still at the step
+    handoff of their hand-off; return their ids"""
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    requeued = []
+    for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+        sub_ids = list(sub_ids)
+        cursor.execute(*table.update(
+                [table.state, table.at, table.email_handoff, table.note,
+                    table.write_date],
+                ['waiting', dialect.schedule_time(), Null, note,
+                    CurrentTimestamp()],
+                where=_IN(table.id, sub_ids)
+                & (table.email_handoff == handoff)))
+        cursor.execute(*table.select(
+                table.id,
+                where=_IN(table.id, sub_ids) & (table.email_handoff == Null)
+                & (table.state == 'waiting')))
+        requeued.extend(i for i, in cursor)
+    withdraw_emails(requeued)
+    clear_cache()
+    return requeued
 
 
 # Events

@@ -33,6 +33,10 @@ class SendingError(UserError):
     pass
 
 
+class AddressFileError(UserError):
+    pass
+
+
 def error_text(exception):
     "Return the text of the exception to show, or else its name"
     return str(exception) or exception.__class__.__name__

@@ -21,6 +21,8 @@ class Cron(metaclass=PoolMeta):
                     "Trigger Marketing Scenarios"),
                 ('marketing.automation.record.activity|process',
                     "Process Marketing Activities"),
+                ('marketing.automation.record.activity|recover_handoffs',
+                    "Recover Interrupted Marketing E-mails"),
                 ])
 
 

@@ -19,7 +19,7 @@ from trytond.pool import Pool
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import dialect, links, mime, rendering, sandbox
+from . import bounces, dialect, engine, links, mime, rendering, sandbox
 from .access import RecordReader
 from .consent import normalize_address
 from .smtp import RecordActivitySMTPDataManager
@@ -48,6 +48,8 @@ class _Sender:
         self.open_tracking = activity.scenario.open_tracking
         self.unsubscribe_mailto = config.get(
             'marketing', 'automation_unsubscribe_mailto', default=None)
+        self.bounce_address = config.get(
+            'marketing', 'automation_bounce_address', default=None)
 
     def click_url(self, row, url):
         return links.click_url(self.database_name, row.token, url, self.secret)
@@ -55,6 +57,23 @@ class _Sender:
     def unsubscribe_url(self, row, next_url=None):
         return links.unsubscribe_url(
             self.database_name, row.record_token, next_url)
+
+    def return_path(self, row):
+        "Return the envelope sender of the row's message"
+        if self.bounce_address:
+            # VERP: a bounce names the record activity it is about
+            try:
+                return bounces.verp_address(self.bounce_address, row.token)
+            except ValueError:
+                raise _Failed(gettext(
+                        'marketing_automation.msg_invalid_bounce_address',
+                        address=self.bounce_address))
+        return self.envelope_from
+
+    def unsubscribe_mailto_url(self, row):
+        if self.unsubscribe_mailto:
+            return mime.unsubscribe_mailto(
+                self.unsubscribe_mailto, row.record_token)
 
     def open_url(self, row):
         if self.open_tracking:
@@ -106,23 +125,9 @@ class _Failed(Exception):
     "The e-mail of a row failed; the text is the note"
 
 
-def _by_target(rows, read):
-    "Return what read(Model, ids) gives for the targets of the rows"
-    pool = Pool()
-    by_model = defaultdict(list)
-    for row in rows:
-        model, id_ = row.target
-        by_model[model].append(id_)
-    values = {}
-    for model, ids in by_model.items():
-        for id_, value in read(pool.get(model), ids).items():
-            values[(model, id_)] = value
-    return values
-
-
 def _recipients(rows):
     "Return the (name, address, language) of the targets of the rows"
-    return _by_target(
+    return engine.by_target(
         rows, lambda Model, ids: Model.get_marketing_recipients(ids))
 
 
@@ -135,7 +140,7 @@ def _refused(activity, rows, recipients):
     transactional = activity.transactional
     opted_out = set()
     if not transactional:
-        parties = _parties(rows)
+        parties = engine.target_parties(rows)
         opted_out_parties = Party.marketing_opted_out(
             {p for p in parties.values() if p})
         opted_out = {target for target, party in parties.items()
@@ -152,11 +157,6 @@ def _refused(activity, rows, recipients):
             notes[row.id] = Suppression.note(
                 suppressed[normalize_address(address)])
     return notes
-
-
-def _parties(rows):
-    "Return the party id of the targets of the rows"
-    return _by_target(rows, lambda Model, ids: Model._marketing_parties(ids))
 
 
 def _read_targets(reader, references):
@@ -211,7 +211,7 @@ def _send_email(activity, sender, reader, row, target, name, address):
             subject=subject,
             html=html,
             unsubscribe_url=sender.unsubscribe_url(row),
-            unsubscribe_mailto=sender.unsubscribe_mailto,
+            unsubscribe_mailto=sender.unsubscribe_mailto_url(row),
             headers={'Message-ID': message_id})
     except ValueError as exception:
         logger.warning(
@@ -219,7 +219,7 @@ def _send_email(activity, sender, reader, row, target, name, address):
         raise _Failed(gettext(
                 'marketing_automation.msg_build_failed', error=exception))
     sender.datamanager.put_record_activity(
-        row.id, msg, sender.envelope_from, [address])
+        row.id, msg, sender.return_path(row), [address])
     return {
         # Decoded, to be found by a search on the name
         'recipients': mime.display_address(name, address),

@@ -16,6 +16,7 @@ from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, getaddresses, make_msgid
 from html import unescape
+from urllib.parse import parse_qsl, quote, urlencode
 
 from trytond.report import html_to_text as _report_html_to_text
 from trytond.tools.email_ import format_address, set_from_header
@@ -23,7 +24,7 @@ from trytond.url import host
 
 __all__ = [
     'html_to_text', 'recipient', 'display_address', 'message_id',
-    'build_message']
+    'unsubscribe_mailto', 'build_message']
 
 _CACHE_SIZE = 128
 
@@ -203,6 +204,18 @@ def _domain(from_addrs):
 def message_id(*from_addrs):
     "Return a new Message-ID in the domain of the first sender's address"
     return make_msgid(domain=_domain(from_addrs))
+
+
+def unsubscribe_mailto(mailto, token):
+    """Return the mailto URL of List-Unsubscribe whose subject carries the
+    record token"""
+    address = mailto[len('mailto:'):] if mailto.lower().startswith(
+        'mailto:') else mailto
+    address, _, query = address.partition('?')
+    # The subject is ours; other fields of the configured URL are kept
+    fields = [(k, v) for k, v in parse_qsl(query) if k.lower() != 'subject']
+    fields.insert(0, ('subject', f'unsubscribe {token}'))
+    return f'mailto:{address}?' + urlencode(fields, quote_via=quote)
 
 
 def build_message(

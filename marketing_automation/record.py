@@ -1,5 +1,6 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
+import datetime as dt
 from collections import defaultdict
 
 from sql.operators import Concat
@@ -230,6 +231,20 @@ class RecordActivity(
             ('cancelled', "Cancelled"),
             ('failed', "Failed"),
             ], "State", required=True, readonly=True, sort=False)
+    email_handoff = fields.Selection([
+            (None, ""),
+            ('pending', "Pending"),
+            ('sending', "Sending"),
+            ('sent', "Sent"),
+            ('interrupted', "Interrupted"),
+            ], "Email Hand-off", readonly=True, sort=False,
+        states={
+            'invisible': Eval('activity_action') != 'send_email',
+            },
+        help="Where the e-mail stands with the SMTP server: pending (not "
+        "handed yet), sending (being handed), sent (accepted by the server) "
+        "or interrupted (the sending process stopped while handing it: it "
+        "may or may not have been received).")
 
     @classmethod
     def __setup__(cls):
@@ -246,6 +261,12 @@ class RecordActivity(
         cls._sql_indexes.update({
                 Index(t, (t.at, Index.Range()), (t.id, Index.Range()),
                     where=t.state == 'waiting'),
+                # The recovery and the review look for the few e-mails whose
+                # hand-off is unfinished
+                Index(t, (t.email_handoff, Index.Equality()),
+                    (t.write_date, Index.Range()),
+                    where=t.email_handoff.in_(
+                        ['pending', 'sending', 'interrupted'])),
                 Index(t, (t.record, Index.Range())),
                 })
         cls._order = [('at', 'DESC NULLS FIRST'), ('id', 'DESC')]
@@ -254,6 +275,8 @@ class RecordActivity(
             ('waiting', 'cancelled'),
             ('waiting', 'failed'),
             ('failed', 'waiting'),
+            # Only the interrupted e-mails (see the states of retry)
+            ('done', 'waiting'),
             }
         cls._buttons.update({
                 'on_email_opened': {
@@ -269,9 +292,16 @@ class RecordActivity(
                     'depends': ['state', 'email_clicked', 'activity_action'],
                     },
                 'retry': {
-                    'invisible': Eval('state') != 'failed',
+                    'invisible': ~((Eval('state') == 'failed')
+                        | ((Eval('state') == 'done')
+                            & (Eval('email_handoff') == 'interrupted'))),
                     'icon': 'tryton-refresh',
-                    'depends': ['state'],
+                    'depends': ['state', 'email_handoff'],
+                    },
+                'mark_sent': {
+                    'invisible': Eval('email_handoff') != 'interrupted',
+                    'icon': 'tryton-ok',
+                    'depends': ['email_handoff'],
                     },
                 })
 
@@ -336,13 +366,42 @@ class RecordActivity(
         engine.sending_failed(failures)
 
     @classmethod
+    def set_email_handoff(cls, ids, step):
+        "Move the e-mails of ids to the step of their hand-off; return those"
+        return engine.set_email_handoff(ids, step)
+
+    @classmethod
+    def recover_handoffs(cls):
+        """Schedule again the e-mails whose hand-off never started and flag
+        those whose hand-off was interrupted"""
+        timeout = config.getint(
+            'marketing', 'automation_handoff_timeout', default=900)
+        # A process still sending updates its rows within the timeout
+        engine.recover_handoffs(
+            dt.datetime.now() - dt.timedelta(seconds=timeout))
+
+    @classmethod
     @ModelView.button
     @Workflow.transition('waiting')
     def retry(cls, record_activities):
+        # The button's states let users retry done ones only if interrupted
+        engine.requeue(
+            [r.id for r in record_activities
+                if r.email_handoff == 'interrupted'],
+            'interrupted')
         cls.write(record_activities, {
                 'at': dialect.schedule_time(),
                 'tries': 0,
                 })
+
+    @classmethod
+    @ModelView.button
+    def mark_sent(cls, record_activities):
+        "Confirm that the interrupted e-mails reached their recipients"
+        interrupted = [
+            r for r in record_activities if r.email_handoff == 'interrupted']
+        if interrupted:
+            cls.write(interrupted, {'email_handoff': 'sent', 'note': None})
 
     @classmethod
     @ModelView.button

@@ -1,5 +1,6 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
+import datetime as dt
 import logging
 from collections import defaultdict
 
@@ -8,7 +9,6 @@ from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 from sql.operators import Concat
 
-import trytond.config as config
 from trytond import backend
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
@@ -18,10 +18,11 @@ from trytond.pyson import Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, check_access
 
-from . import enrolment, rights
+from . import enrolment, pacing, rights
 from .exceptions import DomainError, error_text
 from .ir import without_email_archives
 from .mixin import marketing_models
+from .pacing import WEEKDAYS
 from .statistics import daily_trend, email_sent_where, rate
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,26 @@ class Scenario(Workflow, ModelSQL, ModelView):
         "Open Tracking",
         help="If checked, the e-mails carry a pixel telling when they are "
         "opened; without it, the \"Email Opened\" branches cannot run.")
+    send_weekdays = fields.MultiSelection(
+        WEEKDAYS, "Send Days", sort=False,
+        help="The days the e-mails go out; leave empty for every day.")
+    send_time_from = fields.Time(
+        "Send From",
+        help="The e-mails go out from this time of the day, in the time "
+        "zone of the configuration.")
+    send_time_to = fields.Time(
+        "Send To",
+        domain=['OR',
+            ('send_time_to', '=', None),
+            ('send_time_from', '=', None),
+            ('send_time_to', '>', Eval('send_time_from')),
+            ],
+        help="The e-mails go out until this time of the day.")
+    next_send_window = fields.Function(
+        fields.DateTime(
+            "Next Send Window",
+            help="When the e-mails due outside the send window will go."),
+        'get_next_send_window')
     state = fields.Selection([
             ('draft', "Draft"),
             ('running', "Running"),
@@ -146,8 +167,15 @@ class Scenario(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def default_open_tracking(cls):
-        return config.getboolean(
-            'marketing', 'automation_open_tracking', default=True)
+        pool = Pool()
+        Configuration = pool.get('marketing.automation.configuration')
+        return Configuration(1).open_tracking
+
+    def get_next_send_window(self, name):
+        pool = Pool()
+        Configuration = pool.get('marketing.automation.configuration')
+        return pacing.next_window_start(
+            self, Configuration(1).timezone, dt.datetime.now())
 
     def has_transactional(self):
         "Tell if an activity of the scenario sends transactional e-mails"

@@ -2,17 +2,25 @@
 # this repository contains the full copyright notices and license terms.
 import logging
 
+import trytond.config as config
 from trytond.pool import Pool
 from trytond.sendmail import SMTPDataManager, send_message
 from trytond.transaction import Transaction
 
+from . import dialect
+
 logger = logging.getLogger(__name__)
+RECORD_ACTIVITY = 'marketing.automation.record.activity'
 
 
 class RecordActivitySMTPDataManager(SMTPDataManager):
     """Send the messages of record activities after the commit
 
-    and give back to the engine those that could not be sent."""
+    and record their hand-off on the record activities: pending with the
+    commit, then chunk after chunk sending before it is handed to the server
+    and sent once accepted, each step committed before the next, so that a
+    process stopped at any time leaves each message in a known state.  Those
+    that could not be sent are given back to the engine."""
 
     def __init__(self, uri=None):
         super().__init__(uri=uri, strict=True)
@@ -35,6 +43,11 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         self.record_activities.append(record_activity_id)
 
     def tpc_vote(self, trans):
+        if not self.queue:
+            return
+        # Committed with the record activities marked done, or not at all
+        Pool(trans.database.name).get(RECORD_ACTIVITY).set_email_handoff(
+            self.record_activities, 'pending')
         try:
             super().tpc_vote(trans)
         except Exception as exception:
@@ -44,38 +57,77 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
             self.error = exception
 
     def tpc_finish(self, trans):
+        if not self.queue:
+            return
         failures = {}
         try:
-            for record_activity_id, (from_addr, to_addrs, msg) in zip(
-                    self.record_activities, self.queue):
-                if self._server is None:
-                    failures[record_activity_id] = str(self.error)
-                    continue
-                try:
-                    server = send_message(
-                        msg, from_addr, to_addrs, server=self._server,
-                        strict=True)
-                except Exception as exception:
-                    logger.warning(
-                        "fail to send email of record activity %s",
-                        record_activity_id, exc_info=True)
-                    failures[record_activity_id] = str(exception)
-                    self._server = None
-                    self._reconnect()
-                else:
-                    if server:
-                        self._server = server
-            if self._server is not None:
-                try:
-                    self._server.quit()
-                except Exception:
-                    pass
+            with _HandOff(trans.database.name) as handoff:
+                for chunk in self._chunks():
+                    if not self._send_chunk(chunk, handoff, failures):
+                        # Unrecorded, a message could be sent twice; the
+                        # recovery schedules the pending ones again
+                        break
+        except Exception:
+            logger.critical(
+                "fail to record the hand-off of record activities %s",
+                self.record_activities, exc_info=True)
         finally:
-            database_name = trans.database.name
+            self._quit()
             self._finish()
             self.record_activities = []
         if failures:
-            self._report_failures(database_name, failures)
+            _report_failures(trans.database.name, failures)
+
+    def _send_chunk(self, chunk, handoff, failures):
+        "Send the chunk once recorded as sending; tell if it was recorded"
+        if self._server is None:
+            failures.update((i, str(self.error)) for i, _ in chunk)
+            return True
+        sending = handoff.start([i for i, _ in chunk])
+        if sending is None:
+            return False
+        for record_activity_id, message in chunk:
+            if record_activity_id not in sending:
+                continue
+            error = self._send(record_activity_id, message)
+            if error is None:
+                handoff.sent.append(record_activity_id)
+            else:
+                failures[record_activity_id] = error
+        return True
+
+    def _chunks(self):
+        "Yield the (record activity id, message) of the queue in chunks"
+        size = max(config.getint(
+                'marketing', 'automation_handoff_chunk', default=50), 1)
+        items = list(zip(self.record_activities, self.queue))
+        for index in range(0, len(items), size):
+            yield items[index:index + size]
+
+    def _send(self, record_activity_id, message):
+        "Send the message over the connection; return the error or None"
+        from_addr, to_addrs, msg = message
+        if self._server is None:
+            return str(self.error)
+        try:
+            server = send_message(
+                msg, from_addr, to_addrs, server=self._server, strict=True)
+        except Exception as exception:
+            logger.warning(
+                "fail to send email of record activity %s",
+                record_activity_id, exc_info=True)
+            self._server = None
+            self._reconnect()
+            return str(exception)
+        if server:
+            self._server = server
+
+    def _quit(self):
+        if self._server is not None:
+            try:
+                self._server.quit()
+            except Exception:
+                pass
 
     def _reconnect(self):
         try:
@@ -87,16 +139,70 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         super().tpc_abort(trans)
         self.record_activities = []
 
-    @staticmethod
-    def _report_failures(database_name, failures):
-        pool = Pool(database_name)
+
+class _HandOff:
+    """The hand-off of a batch, recorded and committed chunk after chunk in
+    a transaction of its own"""
+
+    def __init__(self, database_name):
+        self.database_name = database_name
+        self.sent = []
+        self.transaction = None
+
+    def __enter__(self):
+        self.transaction = Transaction().new_transaction()
+        dialect.close_at_end(self.transaction)
+        return self
+
+    def __exit__(self, *exc_info):
         try:
-            with Transaction().new_transaction() as transaction:
-                RecordActivity = pool.get(
-                    'marketing.automation.record.activity')
-                RecordActivity.sending_failed(failures)
-                transaction.commit()
+            if self.sent:
+                self._record([])
+        except Exception:
+            # Left sending: the recovery flags them as interrupted
+            logger.critical(
+                "fail to record the sent record activities %s", self.sent,
+                exc_info=True)
+        finally:
+            self.transaction.stop()
+
+    def start(self, ids):
+        """Record the messages sent so far and those of ids about to be
+        sent; return the latter or None if it could not be recorded"""
+        try:
+            return set(self._record(ids))
         except Exception:
             logger.critical(
-                "fail to reschedule unsent record activities %s",
-                list(failures), exc_info=True)
+                "fail to record the hand-off of record activities %s: "
+                "stop sending", ids, exc_info=True)
+
+    def _record(self, sending_ids):
+        transaction = self.transaction
+        try:
+            with transaction.set_current_transaction(transaction):
+                RecordActivity = Pool(self.database_name).get(
+                    RECORD_ACTIVITY)
+                if self.sent:
+                    RecordActivity.set_email_handoff(self.sent, 'sent')
+                sending = RecordActivity.set_email_handoff(
+                    sending_ids, 'sending')
+            transaction.commit()
+        except Exception:
+            transaction.rollback()
+            raise
+        self.sent = []
+        return sending
+
+
+def _report_failures(database_name, failures):
+    "Give the record activities not sent to the engine"
+    try:
+        with Transaction().new_transaction() as transaction:
+            dialect.close_at_end(transaction)
+            RecordActivity = Pool(database_name).get(RECORD_ACTIVITY)
+            RecordActivity.sending_failed(failures)
+            transaction.commit()
+    except Exception:
+        logger.critical(
+            "fail to reschedule unsent record activities %s",
+            list(failures), exc_info=True)

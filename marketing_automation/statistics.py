@@ -27,10 +27,14 @@ def email_sent_where(record_activity, activity):
 
     record_activity and activity are the tables of the record activities and
     of their activities, joined."""
-    # The engine notes on a done record activity why it sent nothing
+    # The engine notes on a done record activity why it sent nothing; an
+    # e-mail counts once the SMTP server accepted it (before the hand-off
+    # was recorded, every e-mail done was sent)
     return ((record_activity.state == 'done')
         & (record_activity.note == Null)
-        & (activity.action == 'send_email'))
+        & (activity.action == 'send_email')
+        & ((record_activity.email_handoff == Null)
+            | (record_activity.email_handoff == 'sent')))
 
 
 def daily_trend(table, key, date, aggregates, compute, ids, where=None):

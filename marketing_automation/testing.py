@@ -18,12 +18,16 @@ class SMTPSink:
     """A real SMTP server on 127.0.0.1 keeping the messages it receives
 
     Messages are parsed with the default policy; `on_message` is called with
-    each raw message when given (e.g. to write it to a file)."""
+    each raw message when given (e.g. to write it to a file).  `senders`
+    keeps the envelope sender of each recipient; with `return_path` the
+    messages get it as a Return-Path header, as a delivering MTA adds it."""
 
-    def __init__(self, port=None, on_message=None):
+    def __init__(self, port=None, on_message=None, return_path=False):
         self.port = port or free_port()
         self.messages = []
+        self.senders = {}
         self.on_message = on_message
+        self.return_path = return_path
         self._lock = threading.Lock()
         self._controller = None
 
@@ -33,9 +37,13 @@ class SMTPSink:
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
+        if self.return_path:
+            raw = b'Return-Path: <%s>\r\n' % envelope.mail_from.encode() + raw
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self._lock:
             self.messages.append(message)
+            for recipient in envelope.rcpt_tos:
+                self.senders[recipient] = envelope.mail_from
         if self.on_message:
             self.on_message(raw, message)
         return '250 Message accepted for delivery'

@@ -115,4 +115,4 @@ def test_client_views(client_python, display, demo_server, tmp_path):
         for line in result.stderr.splitlines() if GTK_MESSAGE.search(line)]
     assert not problems, _explain(problems)
     kinds = {s['kind'] for s in report['steps']}
-    assert {'action', 'relate', 'view'} <= kinds, report['steps']
+    assert {'action', 'relate', 'view', 'wizard'} <= kinds, report['steps']

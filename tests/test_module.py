@@ -21,7 +21,7 @@ from .builders import (
 class MarketingAutomationTestCase(ModuleTestCase):
     "Test Marketing Automation module"
     module = 'marketing_automation'
-    extras = ['sale', 'web_shortener']
+    extras = ['sale', 'web_shortener', 'inbound_email']
 
     @with_transaction()
     def test_scenario_valid_domain(self):

@@ -24,7 +24,7 @@ from trytond.tests.test_tryton import (
     activate_module, drop_db, with_transaction)
 
 MODULE = 'marketing_automation'
-EXTRAS = ['sale', 'web_shortener']
+EXTRAS = ['sale', 'web_shortener', 'inbound_email']
 REQUIREMENT = 'trytond_marketing_automation>=8.2,<8.3'
 CACHE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

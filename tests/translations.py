@@ -29,7 +29,7 @@ from pathlib import Path
 import polib
 
 MODULE = 'marketing_automation'
-EXTRAS = ['sale', 'web_shortener']
+EXTRAS = ['sale', 'web_shortener', 'inbound_email']
 LANGUAGES = ['fr']
 MODULE_DIR = Path(__file__).resolve().parent.parent / MODULE
 LOCALE_DIR = MODULE_DIR / 'locale'
