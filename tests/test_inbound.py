@@ -9,11 +9,7 @@ e-mails, are posted to the inbox's webhook (SQLite only)."""
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
-import sys
-import textwrap
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -36,6 +32,7 @@ from trytond.transaction import Transaction
 from .builders import (
     create_activity, create_party, create_scenario, email_values, enrol,
     process_due)
+from .servers import ROOT, query, trytond_server, wait
 
 SAMPLES = Path(__file__).resolve().parent / 'bounces'
 # What the samples say about the e-mail they are about
@@ -473,9 +470,6 @@ class InboundActionsTestCase(DBTestCase):
 # The end-to-end test: a real server, real SMTP, HTTP posts to the webhook
 
 DATABASE = 'inbound_server'
-BIN = os.path.dirname(sys.executable)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 60
 # The recipient of each sample's e-mail, and what matches it to the e-mail
 PARTIES = [
     'ann', 'cid', 'dan', 'eve', 'fay', 'gus', 'hal', 'ivy', 'kim', 'lea',
@@ -520,34 +514,6 @@ with Transaction().start(database, 0):
 '''
 
 
-def _run(args, env, **kwargs):
-    result = subprocess.run(
-        args, env=env, capture_output=True, text=True, timeout=600,
-        **kwargs)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result
-
-
-def _wait(predicate, process=None, log=None):
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline or (
-                process is not None and process.poll() is not None):
-            raise AssertionError(log.read_text() if log else "timeout")
-        time.sleep(0.2)
-
-
-def _answers(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except urllib.error.HTTPError as error:
-        error.close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     "Start SMTP and trytond, send the e-mails; give the setting"
@@ -555,75 +521,27 @@ def server(tmp_path_factory):
             'sqlite'):
         pytest.skip("the real server test runs on an SQLite database file")
     directory = tmp_path_factory.mktemp('inbound')
-    (directory / 'db').mkdir()
-    (directory / 'db' / (DATABASE + '.sqlite')).touch()
-    (directory / 'passfile').write_text('a-long-admin-password\n')
-    port = free_port()
-    base = 'http://127.0.0.1:%s' % port
-    sink = SMTPSink(return_path=True).start()
-    conf = directory / 'trytond.conf'
-    conf.write_text(textwrap.dedent(f'''\
-        [database]
-        uri = sqlite://
-        path = {directory / 'db'}
-        [web]
-        listen = 127.0.0.1:{port}
-        [email]
-        uri = {sink.uri}
-        from = news@shop.example
-        [marketing]
-        automation_base = {base}
-        automation_bounce_address = {BOUNCE_ADDRESS}
-        automation_unsubscribe_mailto = {MAILTO}
-        '''))
-    env = {k: v for k, v in os.environ.items()
-        if not k.startswith('TRYTON') and k not in {'DB_NAME', 'DB_CACHE'}}
-    env['TRYTONPASSFILE'] = str(directory / 'passfile')
-    admin = [os.path.join(BIN, 'trytond-admin'), '-c', str(conf),
-        '-d', DATABASE]
-    log_path = directory / 'trytond.log'
-    process = log = None
-    try:
-        _run(admin + ['--all', '--email', 'admin@example.com'], env)
-        _run(admin + ['-u', 'marketing_automation', 'inbound_email',
-                '--activate-dependencies'], env)
-        log = open(log_path, 'w')
-        process = subprocess.Popen(
-            [os.path.join(BIN, 'trytond'), '-c', str(conf), '-d', DATABASE],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
-        _wait(lambda: _answers(base + '/m/empty.gif'), process, log_path)
-        setup = _run([sys.executable, '-c', SETUP, str(conf), DATABASE,
-                ','.join(PARTIES), UNSUBSCRIBE_ACTION, REPORT_ACTION],
-            env, cwd=ROOT)
+    with SMTPSink(return_path=True) as sink, trytond_server(
+            directory, DATABASE, ['marketing_automation', 'inbound_email'],
+            sink.uri, 'news@shop.example', [
+                'automation_bounce_address = %s' % BOUNCE_ADDRESS,
+                'automation_unsubscribe_mailto = %s' % MAILTO,
+                ]) as running:
+        setup = running.script(
+            SETUP, ','.join(PARTIES), UNSUBSCRIBE_ACTION, REPORT_ACTION)
         # The host of a script is not that of the server
-        endpoint = base + urlsplit(setup.stdout.split()[-1]).path
-        _wait(lambda: len(sink.messages) >= len(PARTIES))
+        endpoint = running.base + urlsplit(setup.stdout.split()[-1]).path
+        wait(lambda: len(sink.messages) >= len(PARTIES))
         yield {
             'endpoint': endpoint,
             # Where the endpoint redirects
             'webhook': '%s/%s/r/inbound_email/inbox/%s' % (
-                base, DATABASE, endpoint.rsplit('/', 1)[1]),
-            'database': str(directory / 'db' / (DATABASE + '.sqlite')),
+                running.base, DATABASE, endpoint.rsplit('/', 1)[1]),
+            'database': str(running.database_path),
             'messages': {m['To'].addresses[0].username: m
                 for m in sink.pop()},
-            'log': log_path,
+            'log': running.log,
             }
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if log is not None:
-            log.close()
-        sink.stop()
-
-
-def _query(server, sql, *args):
-    with sqlite3.connect(server['database']) as connection:
-        return connection.execute(sql, args).fetchall()
 
 
 def _post(server, raw, url=None):
@@ -653,23 +571,24 @@ def _about(server, name, party):
 def _state(server):
     "Return what the reports may change, by party"
     state = {}
-    for name, in _query(server, 'SELECT name FROM party_party'):
+    for name, in query(server['database'], 'SELECT name FROM party_party'):
         state[name.lower()] = {}
-    for address, reason, suppressed, soft, activity in _query(server,
+    for address, reason, suppressed, soft, activity in query(
+            server['database'],
             'SELECT email, reason, suppressed, soft_bounces, '
             'record_activity IS NOT NULL '
             'FROM marketing_automation_suppression'):
         state[address.split('@')[0]]['suppression'] = (
             reason, bool(suppressed), soft, bool(activity))
-    for name, opt_out in _query(server,
+    for name, opt_out in query(server['database'],
             'SELECT name, marketing_email_opt_out FROM party_party'):
         if opt_out:
             state[name.lower()]['opted_out'] = True
-    for name, source in _query(server,
+    for name, source in query(server['database'],
             'SELECT p.name, c.source FROM marketing_automation_consent AS c '
             'JOIN party_party AS p ON c.party = p.id'):
         state[name.lower()].setdefault('consents', []).append(source)
-    for name, in _query(server,
+    for name, in query(server['database'],
             'SELECT p.name FROM marketing_automation_record AS r '
             "JOIN party_party AS p ON r.record = 'party.party,' || p.id "
             'WHERE r.blocked'):
@@ -747,7 +666,7 @@ def test_reports_through_webhook(server):
         'nat': {'blocked': True, 'consents': ['mailto']},
         } | {'eve': {'suppression': ('hard_bounce', True, 0, False)}}
     # Every inbound e-mail is kept, with the record it changed
-    results = _query(server,
+    results = query(server['database'],
         'SELECT result FROM inbound_email ORDER BY id')
     assert len(results) == inbound_count
     assert [r.split(',')[0] if r else None for r, in results] == [
@@ -758,7 +677,7 @@ def test_reports_through_webhook(server):
 
 def test_webhook_bad_requests(server):
     "Bad input answers as inbound_email does and changes nothing"
-    before = _state(server), _query(server,
+    before = _state(server), query(server['database'],
         'SELECT COUNT(*) FROM inbound_email')
     # An unknown inbox
     unknown = server['webhook'].rsplit('/', 1)[0] + '/' + 'f' * 32
@@ -766,7 +685,7 @@ def test_webhook_bad_requests(server):
     # A provider's payload with no inbound e-mail
     assert _post(server, b'{"mandrill_events": []}',
         server['webhook'] + '?type=mailchimp') == 400
-    assert (_state(server), _query(server,
+    assert (_state(server), query(server['database'],
             'SELECT COUNT(*) FROM inbound_email')) == before
     assert 'Traceback' not in server['log'].read_text()
 

@@ -7,24 +7,18 @@ browser.
 The database is an SQLite file; on another backend the test is skipped."""
 import os
 import shutil
-import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 
-from trytond.modules.marketing_automation.testing import SMTPSink, free_port
+from trytond.modules.marketing_automation.testing import SMTPSink
 
 from .builders import MessageLinks
+from .servers import query, trytond_server, wait
 
 DATABASE = 'routes_server'
-BIN = os.path.dirname(sys.executable)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
 SHOP_URL = 'https://shop.example/offer?a=1&b=é#top'
@@ -75,95 +69,25 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _run(args, env, **kwargs):
-    result = subprocess.run(
-        args, env=env, capture_output=True, text=True, timeout=600,
-        **kwargs)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result
-
-
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     "Start SMTP, create the database and start trytond; give the setting"
     directory = tmp_path_factory.mktemp('server')
-    (directory / 'db').mkdir()
-    (directory / 'db' / (DATABASE + '.sqlite')).touch()
-    (directory / 'passfile').write_text('a-long-admin-password\n')
-    port = free_port()
-    base = 'http://127.0.0.1:%s' % port
-    sink = SMTPSink().start()
-    config = directory / 'trytond.conf'
-    config.write_text(textwrap.dedent(f'''\
-        [database]
-        uri = sqlite://
-        path = {directory / 'db'}
-        [web]
-        listen = 127.0.0.1:{port}
-        [email]
-        uri = {sink.uri}
-        from = shop@example.com
-        [marketing]
-        automation_base = {base}
-        '''))
-    env = {k: v for k, v in os.environ.items()
-        if not k.startswith('TRYTON') and k not in {'DB_NAME', 'DB_CACHE'}}
-    env['TRYTONPASSFILE'] = str(directory / 'passfile')
-    admin = [os.path.join(BIN, 'trytond-admin'), '-c', str(config),
-        '-d', DATABASE]
-    process = log = None
-    try:
-        _run(admin + ['--all', '--email', 'admin@example.com'], env)
-        _run(admin + ['-u', 'marketing_automation',
-                '--activate-dependencies'], env)
-        log = open(directory / 'trytond.log', 'w')
-        process = subprocess.Popen(
-            [os.path.join(BIN, 'trytond'), '-c', str(config),
-                '-d', DATABASE],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                urllib.request.urlopen(base + '/m/empty.gif', timeout=5)
-                break
-            except OSError:
-                if (time.monotonic() > deadline
-                        or process.poll() is not None):
-                    raise AssertionError(
-                        (directory / 'trytond.log').read_text())
-                time.sleep(0.2)
-        _run([sys.executable, '-c', SETUP, str(config), DATABASE, TEMPLATE],
-            env, cwd=ROOT)
-        deadline = time.monotonic() + TIMEOUT
-        while len(sink.messages) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        messages = {str(m['To']): m for m in sink.pop()}
+    with SMTPSink() as sink, trytond_server(
+            directory, DATABASE, ['marketing_automation'],
+            sink.uri, 'shop@example.com') as running:
+        running.script(SETUP, TEMPLATE)
+        wait(lambda: len(sink.messages) >= 2)
         yield {
-            'base': base,
-            'database': str(directory / 'db' / (DATABASE + '.sqlite')),
-            'messages': messages,
+            'base': running.base,
+            'database': str(running.database_path),
+            'messages': {str(m['To']): m for m in sink.pop()},
             }
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if log is not None:
-            log.close()
-        sink.stop()
-
-
-def _query(server, sql, *args):
-    with sqlite3.connect(server['database']) as connection:
-        return connection.execute(sql, args).fetchall()
 
 
 def _state(server, address):
     "Return the flags of the e-mail sent to the address and its record"
-    (opened, clicked, blocked, record, party), = _query(server,
+    (opened, clicked, blocked, record, party), = query(server['database'],
         'SELECT ra.email_opened, ra.email_clicked, r.blocked, r.id, p.id '
         'FROM marketing_automation_record_activity AS ra '
         'JOIN marketing_automation_record AS r ON ra.record = r.id '
@@ -172,7 +96,7 @@ def _state(server, address):
         'JOIN party_party AS p ON p.id = c.party '
         'JOIN marketing_automation_activity AS a ON ra.activity = a.id '
         "WHERE c.value = ? AND a.action = 'send_email'", address)
-    unsubscribed = _query(server,
+    unsubscribed = query(server['database'],
         'SELECT COUNT(*) FROM '
         '"party_party-unsubscribed-marketing_automation_scenario" '
         'WHERE party = ?', party)[0][0]
