@@ -177,6 +177,10 @@ def tour(language):
     show(screen, tab=-1)
     shoot('record_activity_list', language)
 
+    screen = open_action('act_suppression_form')
+    show(screen, tab=-1)
+    shoot('suppression_list', language)
+
     screen = open_action(
         'act_reporting_scenario', SCENARIO, parties_id)
     show(screen, view_type='graph')
