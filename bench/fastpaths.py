@@ -37,6 +37,9 @@ from unittest import mock
 from mail import flatten
 from workload import BASE_URL, SENDER, build_message
 
+from trytond.modules.marketing_automation.mime import (
+    _BLOCKS, _HIDDEN, _RAW_TEXT, _SPACES)
+
 DATABASE = 'bench_10000'
 SECRET = 'bench-secret-' * 4
 MIN_SPEEDUP = 1.2
@@ -50,16 +53,8 @@ def configure():
     config.set('marketing', 'automation_base', BASE_URL)
 
 
-# The library equivalent of the tokenizer: the same rules on html.parser
-
-_BLOCKS = {
-    'address', 'article', 'aside', 'blockquote', 'br', 'dd', 'div', 'dl',
-    'dt', 'footer', 'form', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header',
-    'hr', 'li', 'main', 'nav', 'ol', 'p', 'pre', 'section', 'table', 'tr',
-    'ul'}
-_HIDDEN = {'head', 'script', 'style', 'title', 'template'}
-_RAW_TEXT = {'script', 'style'}
-_SPACES = re.compile(r'\s+')
+# The library equivalent of the tokenizer: the same rules (the tag sets of
+# mime.py itself) on html.parser
 
 
 class _TextParser(HTMLParser):

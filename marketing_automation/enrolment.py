@@ -127,11 +127,10 @@ def party_not_opted_out(Model, table):
     "Return the SQL condition on table: the party takes marketing e-mails"
     Party = Pool().get('party.party')
     party = Party.__table__()
-    opted_out = party.select(party.id,
-        where=party.marketing_email_opt_out == Literal(True))
+    opted_out = party.marketing_email_opt_out == Literal(True)
     column = Model.marketing_party_column(table)
     if column is not None:
         return ~Exists(party.select(Literal(1),
-                where=(party.id == column)
-                & (party.marketing_email_opt_out == Literal(True))))
-    return ~table.id.in_(Model.marketing_party_records(opted_out))
+                where=(party.id == column) & opted_out))
+    return ~table.id.in_(Model.marketing_party_records(
+            party.select(party.id, where=opted_out)))

@@ -125,6 +125,18 @@ def process_due():
     RecordActivity.process(RecordActivity.search([('state', '=', 'waiting')]))
 
 
+def delete_scenario(scenario_id, party_ids):
+    "Delete the scenario, its archived e-mails and the parties"
+    pool = Pool()
+    Email = pool.get('ir.email')
+    Scenario = pool.get('marketing.automation.scenario')
+    Party = pool.get('party.party')
+    Email.delete(Email.search([
+                ('marketing_automation_record.scenario', '=', scenario_id)]))
+    Scenario.delete([Scenario(scenario_id)])
+    Party.delete(Party.browse(party_ids))
+
+
 def path_of(url):
     "Return the path and query of url, as the client requests them"
     parts = urlsplit(url)

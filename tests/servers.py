@@ -18,6 +18,25 @@ from trytond.modules.marketing_automation.testing import free_port
 BIN = os.path.dirname(sys.executable)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 60
+# What a script run by Server.script starts with: the configuration of the
+# server, its pool and the data builders
+SCRIPT_HEAD = '''
+import sys
+import trytond.config as config
+config.update_etc(sys.argv[1])
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from tests.builders import (
+    create_activity, create_party, create_scenario, email_values, enrol,
+    process_due)
+
+database = sys.argv[2]
+Pool.start()
+pool = Pool(database)
+with Transaction().start(database, 0, readonly=True):
+    pool.init()
+'''
 
 
 @dataclass
@@ -31,10 +50,11 @@ class Server:
     log: Path
     process: subprocess.Popen
 
-    def script(self, code, *args):
-        "Run Python code with the configuration file and the database name"
-        return run([sys.executable, '-c', code, str(self.config),
-                self.database, *args], self.env, cwd=ROOT)
+    def script(self, body, *args):
+        """Run the body of a script after SCRIPT_HEAD, with the configuration
+        file, the database name and args as arguments"""
+        return run([sys.executable, '-c', SCRIPT_HEAD + body,
+                str(self.config), self.database, *args], self.env, cwd=ROOT)
 
 
 def query(database_path, sql, *args):

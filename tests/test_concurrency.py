@@ -11,6 +11,8 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, activate_module
 from trytond.transaction import Transaction
 
+from .builders import delete_scenario
+
 PARTIES = 60
 
 
@@ -64,15 +66,7 @@ class ConcurrencyTestCase(unittest.TestCase):
 
     def tearDown(self):
         with Transaction().start(DB_NAME, 0) as transaction:
-            pool = Pool()
-            Party = pool.get('party.party')
-            Scenario = pool.get('marketing.automation.scenario')
-            Email = pool.get('ir.email')
-            Email.delete(Email.search([
-                        ('marketing_automation_record.scenario', '=',
-                            self.scenario_id)]))
-            Scenario.delete([Scenario(self.scenario_id)])
-            Party.delete(Party.browse(self.party_ids))
+            delete_scenario(self.scenario_id, self.party_ids)
             transaction.commit()
 
     def run_concurrently(self, function, count=2):

@@ -30,8 +30,8 @@ from trytond.tests.test_tryton import DB_NAME, activate_module
 from trytond.transaction import Transaction
 
 from .builders import (
-    create_activity, create_party, create_scenario, email_values, enrol,
-    marketing_user)
+    create_activity, create_party, create_scenario, delete_scenario,
+    email_values, enrol, marketing_user)
 
 RECORD_ACTIVITY = 'marketing.automation.record.activity'
 BIN = os.path.dirname(sys.executable)
@@ -138,15 +138,7 @@ class HandOffTestCase(unittest.TestCase):
 
     def tearDown(self):
         with Transaction().start(DB_NAME, 0) as transaction:
-            pool = Pool()
-            Email = pool.get('ir.email')
-            Scenario = pool.get('marketing.automation.scenario')
-            Party = pool.get('party.party')
-            Email.delete(Email.search([
-                        ('marketing_automation_record.scenario', '=',
-                            self.scenario)]))
-            Scenario.delete([Scenario(self.scenario)])
-            Party.delete(Party.browse(self.parties))
+            delete_scenario(self.scenario, self.parties)
             transaction.commit()
 
     def process(self, smtp, **values):

@@ -475,25 +475,10 @@ PARTIES = [
     'ann', 'cid', 'dan', 'eve', 'fay', 'gus', 'hal', 'ivy', 'kim', 'lea',
     'mia', 'nat']
 
-# Run with the server's configuration, from ROOT: the parties, a scenario
+# Run by Server.script after its SCRIPT_HEAD: the parties, a scenario
 # sending an e-mail to each, an inbox with the marketing rules; print the
 # endpoint of the inbox
 SETUP = '''
-import sys
-import trytond.config as config
-config.update_etc(sys.argv[1])
-from trytond.pool import Pool
-from trytond.transaction import Transaction
-
-from tests.builders import (
-    create_activity, create_party, create_scenario, email_values, enrol,
-    process_due)
-
-database = sys.argv[2]
-Pool.start()
-pool = Pool(database)
-with Transaction().start(database, 0, readonly=True):
-    pool.init()
 with Transaction().start(database, 0):
     Inbox = pool.get('inbound.email.inbox')
     for name in sys.argv[3].split(','):

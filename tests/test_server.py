@@ -33,23 +33,8 @@ pytestmark = pytest.mark.skipif(
         'sqlite'),
     reason="the real server test runs on an SQLite database file only")
 
-# Run in a separate process with the server's configuration, from ROOT
+# Run by Server.script, after its SCRIPT_HEAD (the pool and the builders)
 SETUP = '''
-import sys
-import trytond.config as config
-config.update_etc(sys.argv[1])
-from trytond.pool import Pool
-from trytond.transaction import Transaction
-
-from tests.builders import (
-    create_activity, create_party, create_scenario, email_values, enrol,
-    process_due)
-
-database = sys.argv[2]
-Pool.start()
-pool = Pool(database)
-with Transaction().start(database, 0, readonly=True):
-    pool.init()
 with Transaction().start(database, 0):
     for name in ['Ann', 'Bob']:
         create_party(name, '%s@example.com' % name.lower())
