@@ -77,6 +77,7 @@ setup(
             'view/*.xml',
             'locale/*.po',
             '*.html',
+            'blueprints/*',
             'icons/*.svg',
             ],
         },

@@ -208,3 +208,39 @@ class Checker:
         follow_up = self.states('follow_up')
         check(not follow_up.states.get('done'),
             "sale follow-ups ran before their delay")
+
+    def check_conversions(self, expect):
+        "The parties who clicked then bought converted, once, for the e-mail"
+        from workload import sale_amount
+        conversion = self.db.table('marketing.automation.conversion')
+        party = self.db.table('party.party')
+        rows = self.db.sql(
+            'SELECT p.code_digit, c.activity, c.scenario, c.amount '
+            'FROM %s AS c JOIN %s AS p ON p.id = c.party' % (
+                conversion, party))
+        numbers = Counter(i for i, *_ in rows)
+        check(all(c == 1 for c in numbers.values()),
+            "parties converted more than once")
+        check_set('conversions', numbers, expect.converted)
+        check({(a, s) for _, a, s, _ in rows}
+            <= {(self.ids['root'], self.ids['scenario'])},
+            "conversions attributed to another activity than the e-mail")
+        revenue = sum(amount for *_, amount in rows)
+        expected = sum(sale_amount(i) for i in expect.converted)
+        check(revenue == expected,
+            "revenue: %s expected, %s found", expected, revenue)
+
+    def check_funnel(self, rows, expect):
+        "The funnel of the scenario counts each step of the workload"
+        totals = Counter()
+        for row in rows:
+            if row['scenario'] == self.ids['scenario']:
+                for key in ['record_count', 'email_sent', 'email_opened',
+                        'email_clicked', 'conversion_count']:
+                    totals[key] += row[key]
+        check(totals == Counter(
+                record_count=self.n, email_sent=self.n,
+                email_opened=len(expect.opened),
+                email_clicked=len(expect.click),
+                conversion_count=len(expect.converted)),
+            "funnel: %s", dict(totals))

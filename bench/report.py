@@ -14,6 +14,11 @@ TARGETS = [
     ('clicks', 300),
     ('children', 1000),
     ]
+# phase, maximum seconds
+MAX_SECONDS = [
+    ('conversions', 1.0),
+    ('funnel query', 1.0),
+    ]
 RAW_RENDER_SHARE = 0.5
 PEAK_RSS_MB = 300
 SCALING = 0.8
@@ -46,6 +51,12 @@ def targets(run, compare=None):
             result.append((
                     '%s >= %s/s' % (name, minimum),
                     '%.0f/s' % phase.rate, phase.rate >= minimum))
+    for name, maximum in MAX_SECONDS:
+        phase = phases.get(name)
+        if phase:
+            result.append((
+                    '%s <= %ss' % (name, maximum),
+                    '%.2fs' % phase.seconds, phase.seconds <= maximum))
     render = run.limits.get('render')
     mails = phases.get('root e-mails')
     if render and mails and render.rate:

@@ -13,7 +13,14 @@ whose root waits a month. Then it times each phase separately:
 3. N/2 pixel hits, N/4 clicks and N/20 one-click unsubscribes, each one a
    real request through trytond's WSGI application (one transaction),
 4. the children, after the negative ones were made due,
-5. a second enrolment and a second execution, which must find nothing.
+5. a second enrolment and a second execution, which must find nothing,
+6. with N/10 sales confirmed after the e-mails, the computation of the
+   conversions, a second one which must find nothing new, and the query of
+   the funnel.
+
+``--conversions-only`` skips the phases 2 to 5: the root e-mails are
+marked sent, opened and clicked in SQL as the workload says, to time the
+phase 6 at large N in a minute.
 
 It checks the outcome after every phase, record by record (nobody enrolled
 twice, no e-mail sent twice, blocked records get nothing, each event
@@ -190,11 +197,17 @@ class Bench:
         self.set_up()
         expect = workload.expectations(self.n)
         checks = self.checks
-        self.limit('render', limits.raw_render(self.db, self.n))
+        if not self.args.conversions_only:
+            self.limit('render', limits.raw_render(self.db, self.n))
 
         self.timed('enrolment', self.n + len(expect.sales), self.trigger)
         checks.check_enrolment(expect)
         if self.args.stop_after == 'enrolment':
+            return
+        if self.args.conversions_only:
+            workload.events_in_sql(self.db, self.ids)
+            self.run_conversions(expect)
+            self.log("conversion counts checked")
             return
 
         self.timed('root e-mails', self.n, self.process)
@@ -223,6 +236,7 @@ class Bench:
         self.wait_messages(self.n)
         checks.check_children(expect)
         checks.check_sent(expect.everyone, self.n)
+        self.run_conversions(expect)
         self.log("all counts checked")
         self.worker_rss = self.processes.peak_rss()
 
@@ -253,6 +267,40 @@ class Bench:
         hits.hit_clicks(clicks[:repeat])
         hits.hit_unsubscribes(unsubscribes[:repeat])
         checks.check_events_unchanged(before)
+
+    def run_conversions(self, expect):
+        "Time the conversions of the sales confirmed after the e-mails"
+        Conversion = self.db.pool.get('marketing.automation.conversion')
+        workload.confirm_sales(self.db, self.n, self.ids)
+        self.timed('conversions', len(expect.confirmed_sales),
+            lambda: self.in_transaction(Conversion.compute))
+        self.checks.check_conversions(expect)
+        self.timed('second conversions', 0,
+            lambda: self.in_transaction(Conversion.compute),
+            note='must find nothing new')
+        self.checks.check_conversions(expect)
+        funnel = []
+        self.timed('funnel query', 1, lambda: funnel.extend(self.funnel()))
+        self.checks.check_funnel(funnel, expect)
+
+    def funnel(self):
+        "Read the funnel of this month as the client's list does"
+        import datetime as dt
+
+        from trytond.transaction import Transaction
+        Funnel = self.db.pool.get('marketing.automation.reporting.funnel')
+        today = dt.date.today()
+        context = {
+            'from_date': today - dt.timedelta(days=1),
+            'to_date': today + dt.timedelta(days=1),
+            'period': 'month',
+            }
+        with Transaction().start(
+                self.db.name, 0, readonly=True, context=context):
+            return Funnel.search_read([], fields_names=[
+                    'scenario', 'date', 'record_count', 'email_sent',
+                    'email_opened', 'email_clicked', 'conversion_count',
+                    'conversion_rate', 'revenue', 'revenue_per_email'])
 
     def cleanup(self):
         self.processes.stop()
@@ -317,6 +365,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--stop-after', choices=['enrolment', 'e-mails'],
         help="stop after this phase (to profile it)")
+    parser.add_argument(
+        '--conversions-only', action='store_true',
+        help="mark the e-mails sent, opened and clicked in SQL and time "
+        "only the conversions and the funnel")
     parser.add_argument(
         '--strict', action='store_true',
         help="also exit with status 3 when a target is not met")

@@ -6,8 +6,9 @@ N parties with an e-mail address and N/10 draft sales are inserted in SQL;
 a scenario on the parties sends an e-mail whose "opened", "clicked" and
 "not clicked" children wait for the events, and a scenario on the sales
 waits a month. Party number i opens, clicks and unsubscribes as the
-functions below say; expectations() derives every count the checks
-compare with."""
+functions below say; after the children, N/10 parties confirm a sale, of
+which those who clicked convert. expectations() derives every count the
+checks compare with."""
 import datetime as dt
 import time
 from types import SimpleNamespace
@@ -47,6 +48,8 @@ Bench Shop. <a href="unsubscribe">Unsubscribe</a></p>
 
 # Which party (by its number i = 1..N) does what
 SALE_EVERY = 10
+# The parties confirming a sale after the e-mails: another tenth
+CONFIRMED_SALE_REST = 1
 
 
 def opens_pixel(i):
@@ -61,6 +64,15 @@ def unsubscribes(i):
     # Half of them opened (and the "opened" child waits for them): blocked
     # records must get nothing more
     return i % 20 == 0
+
+
+def confirms_sale(i):
+    return i % SALE_EVERY == CONFIRMED_SALE_REST
+
+
+def sale_amount(i):
+    "The untaxed amount of the confirmed sale of party i"
+    return 10 + i % 90
 
 
 def party_name(i):
@@ -83,6 +95,9 @@ def expectations(n):
         everyone=everyone, pixel=pixel, click=click, blocked=blocked,
         opened=opened,
         sales={i for i in numbers if i % SALE_EVERY == 0},
+        confirmed_sales={i for i in numbers if confirms_sale(i)},
+        # The goal is a sale after a click, which the unsubscribes keep
+        converted={i for i in numbers if confirms_sale(i) and clicks(i)},
         opened_child_done=opened - blocked,
         opened_child_waiting=opened & blocked,
         clicked_child_done=click - blocked,
@@ -135,6 +150,10 @@ def create_scenarios(pool):
                 'domain': PYSONEncoder().encode(
                     [('name', 'like', 'Bench Party %')]),
                 'unsubscribable': True,
+                'goal': 'sale',
+                'goal_state': 'confirmed',
+                'goal_window': dt.timedelta(days=7),
+                'attribution': 'click',
                 }])
     root, = Activity.create([{
                 'name': "News",
@@ -249,6 +268,67 @@ def populate(db, n, ids):
                 SALE_EVERY))
     db.log("%s parties, e-mail addresses and %s sales inserted in %.1fs",
         n, n // SALE_EVERY, time.perf_counter() - start)
+
+
+def confirm_sales(db, n, ids):
+    """Insert the confirmed sales of the parties that buy after the
+    e-mails, in SQL, dated now (after the clicks)"""
+    from trytond.transaction import Transaction
+    now = dt.datetime.now()
+    party = db.table('party.party')
+    sale = db.table('sale.sale')
+    start = time.perf_counter()
+    with Transaction().start(db.name, 0) as transaction:
+        cursor = transaction.connection.cursor()
+        cursor.execute(db.paramstyle(
+                'INSERT INTO %s '
+                '(company, currency, party, state, invoice_method, '
+                'shipment_method, invoice_state, shipment_state, reference, '
+                'sale_date, untaxed_amount_cache, '
+                'create_uid, create_date, write_uid, write_date) '
+                "SELECT %%s, %%s, id, 'confirmed', 'order', 'order', "
+                "'none', 'none', 'BENCH-C' || code_digit, %%s, "
+                '10 + mod(code_digit, 90), 0, %%s, 0, %%s '
+                'FROM %s WHERE name LIKE %%s AND mod(code_digit, %%s) = %%s'
+                % (sale, party)),
+            (ids['company'], ids['currency'], now.date(), now, now,
+                'Bench Party %', SALE_EVERY, CONFIRMED_SALE_REST))
+    db.analyze()
+    db.log("%s confirmed sales inserted in %.1fs",
+        n // SALE_EVERY, time.perf_counter() - start)
+
+
+def events_in_sql(db, ids):
+    """Mark the root e-mails sent an hour ago, and opened and clicked by
+    the parties of the workload, in SQL (for --conversions-only)"""
+    from trytond.modules.marketing_automation import dialect
+    now = dt.datetime.now()
+    table = db.table('marketing.automation.record.activity')
+    record = db.table('marketing.automation.record')
+    party = db.table('party.party')
+    prefix = ("'party.party,'" if dialect.is_sqlite()
+        else "'party.party,'::varchar")
+
+    def records(condition):
+        return ('record IN (SELECT r.id FROM %s AS r JOIN %s AS p '
+            'ON r.record = %s || p.id WHERE r.scenario = %%s AND (%s))' % (
+                record, party, prefix, condition))
+    db.sql(
+        "UPDATE %s SET state = 'done', at = %%s, email_handoff = 'sent' "
+        'WHERE activity = %%s' % table,
+        (now - dt.timedelta(hours=1), ids['root']), fetch=False)
+    db.sql(
+        'UPDATE %s SET email_opened = %%s, email_opened_date = %%s '
+        'WHERE activity = %%s AND %s' % (table, records(
+                'mod(p.code_digit, 2) = 0 OR mod(p.code_digit, 4) = 1')),
+        (True, now - dt.timedelta(minutes=30), ids['root'],
+            ids['scenario']), fetch=False)
+    db.sql(
+        'UPDATE %s SET email_clicked = %%s, email_clicked_date = %%s '
+        'WHERE activity = %%s AND %s' % (table, records(
+                'mod(p.code_digit, 4) = 1')),
+        (True, now - dt.timedelta(minutes=20), ids['root'],
+            ids['scenario']), fetch=False)
 
 
 def make_negative_due(db, ids):

@@ -4,7 +4,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from sql import Literal, Null
+from sql import Literal
 from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 
@@ -17,12 +17,15 @@ from trytond.pyson import PYSON, Bool, Eval, PYSONDecoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import engine, mailing, rendering, rights, sandbox
+from . import engine, mailing, rendering, rights, sandbox, variants
 from .access import RecordReader
 from .exceptions import (
-    ConditionError, DelayError, EventError, ParentError, TemplateError)
+    ConditionError, DelayError, EventError, ParentError, TemplateError,
+    VariantError)
 from .ir import without_email_archives
-from .statistics import daily_trend, email_sent_where, rate
+from .statistics import (
+    SKIP_REASON_GROUPS, daily_trend, email_sent_where, email_skipped_where,
+    rate)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,27 @@ class Activity(ModelSQL, ModelView):
             },
         help="How long to wait after the parent activity, or after the "
         "event, before running.")
+    variant_weight = fields.Integer(
+        "Variant Weight",
+        domain=['OR',
+            ('variant_weight', '=', None),
+            ('variant_weight', '>=', 0),
+            ],
+        help="Give a weight to make the activity a variant of an A/B "
+        "split: of the sibling activities with a weight that run on the "
+        "same event, each record runs only one, chosen from its token in "
+        "proportion to the weights, and always the same one. A change of "
+        "the weights applies to the records scheduled after it. Leave "
+        "empty to run the activity for every record.")
+    variant_comparison = fields.Function(
+        fields.Many2Many(
+            'marketing.automation.reporting.variant', None, None, "Variants",
+            states={
+                'invisible': ~Eval('variant_weight'),
+                },
+            help="The variants of the activity's A/B split side by side, "
+            "each tested against the best one."),
+        'get_variant_comparison')
 
     # A list, as in Tryton's own module: other modules add their actions
     # with cls.action.selection.append in __setup__
@@ -165,10 +189,48 @@ class Activity(ModelSQL, ModelView):
             "as its note says: condition not met, record gone, no valid "
             "e-mail address or template failing."),
         'get_statistics')
+    record_count_skipped_no_address = fields.Function(
+        fields.Integer(
+            "Skipped: No Address",
+            help="The number of records skipped because they have no valid "
+            "e-mail address."),
+        'get_statistics')
+    record_count_skipped_opted_out = fields.Function(
+        fields.Integer(
+            "Skipped: Opted Out",
+            help="The number of records skipped because their party opted "
+            "out of marketing e-mails or unsubscribed from the scenario."),
+        'get_statistics')
+    record_count_skipped_suppressed = fields.Function(
+        fields.Integer(
+            "Skipped: Suppressed",
+            help="The number of records skipped because their e-mail address "
+            "is on the suppression list (bounces, complaints, manual or "
+            "imported)."),
+        'get_statistics')
+    record_count_skipped_condition = fields.Function(
+        fields.Integer(
+            "Skipped: Condition",
+            help="The number of records skipped because they did not match "
+            "the condition."),
+        'get_statistics')
+    record_count_skipped_other = fields.Function(
+        fields.Integer(
+            "Skipped: Other",
+            help="The number of records skipped for another reason: record "
+            "gone, condition unreadable with the author's rights, template "
+            "or message failing, or a note of another module's action."),
+        'get_statistics')
     email_sent = fields.Function(
         fields.Integer(
             "Emails Sent",
             help="The number of e-mails the activity sent."),
+        'get_statistics')
+    email_bounced = fields.Function(
+        fields.Integer(
+            "Emails Bounced",
+            help="The number of e-mails sent whose bounce came back "
+            "(a failed delivery, not a delay)."),
         'get_statistics')
     email_opened = fields.Function(
         fields.Integer(
@@ -362,6 +424,8 @@ class Activity(ModelSQL, ModelView):
             cls.check_event(activities)
         if field_names & {'negative', 'delay'}:
             cls.check_delay(activities)
+        if 'variant_weight' in field_names:
+            cls.check_variant_weight(activities)
         if 'condition' in field_names:
             cls.check_condition(activities)
         if field_names & {'email_title', 'email_template'}:
@@ -520,6 +584,7 @@ class Activity(ModelSQL, ModelView):
             return Sum(Case((condition, 1), else_=0))
         done = record_activity.state == 'done'
         sent = email_sent_where(record_activity, activity)
+        skipped = email_skipped_where(record_activity)
         columns = {
             'record_count': count_if(done),
             'record_count_waiting': count_if(
@@ -528,10 +593,13 @@ class Activity(ModelSQL, ModelView):
                 record_activity.state == 'cancelled'),
             'record_count_failed': count_if(
                 record_activity.state == 'failed'),
-            'record_count_skipped': count_if(
-                done & (record_activity.note != Null)
-                & ((record_activity.email_handoff == Null)
-                    | (record_activity.email_handoff != 'interrupted'))),
+            'record_count_skipped': count_if(skipped),
+            **{'record_count_skipped_' + group: count_if(
+                    skipped & fields.SQL_OPERATORS['in'](
+                        record_activity.skip_reason, reasons))
+                for group, reasons in SKIP_REASON_GROUPS.items()},
+            'email_bounced': count_if(
+                done & (record_activity.email_bounced == Literal(True))),
             'email_sent': count_if(sent),
             'email_opened': count_if(
                 sent & (record_activity.email_opened == Literal(True))),
@@ -562,6 +630,10 @@ class Activity(ModelSQL, ModelView):
             sent = values['email_sent']
             opened = values['email_opened']
             clicked = values['email_clicked']
+            values['record_count_skipped_other'] = (
+                values['record_count_skipped']
+                - sum(values['record_count_skipped_' + g]
+                    for g in SKIP_REASON_GROUPS))
             values.update({
                     'email_open_rate': rate(opened, sent),
                     'email_click_rate': rate(clicked, sent),
@@ -664,3 +736,42 @@ class Activity(ModelSQL, ModelView):
             'record': reader.proxy(record),
             **sandbox.helpers(),
             }
+
+    # A/B split
+
+    @classmethod
+    def check_variant_weight(cls, activities):
+        for activity in activities:
+            if activity.variant_weight and activity.variant_weight < 0:
+                raise VariantError(gettext(
+                        'marketing_automation.msg_activity_variant_weight',
+                        activity=activity.rec_name))
+
+    @property
+    def variant_group_key(self):
+        "The key of the activity's variant group, None if not a variant"
+        if self.variant_weight and self.parent:
+            return variants.group_key(
+                str(self.parent), self.event, self.negative)
+
+    @classmethod
+    def get_variant_comparison(cls, activities, name):
+        "Return the ids of the variants of each activity's group"
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        keys = {a.id: a.variant_group_key for a in activities}
+        parents = sorted({str(a.parent) for a in activities if keys[a.id]})
+        groups = defaultdict(list)
+        # In SQL: reading the siblings as instances would compute all their
+        # statistics
+        for sub_parents in grouped_slice(parents, MAX_QUERY_PARAMS):
+            cursor.execute(*table.select(
+                    table.id, table.parent, table.event, table.negative,
+                    where=fields.SQL_OPERATORS['in'](
+                        table.parent, list(sub_parents))
+                    & (table.variant_weight > 0),
+                    order_by=[table.id.asc]))
+            for id_, parent, event, negative in cursor:
+                groups[variants.group_key(parent, event, negative)].append(
+                    id_)
+        return {a.id: groups.get(keys[a.id], []) for a in activities}

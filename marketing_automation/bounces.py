@@ -113,6 +113,12 @@ class Report:
         return None
 
     @property
+    def undelivered(self):
+        "Tell if the bounce says the message was not delivered (not delayed)"
+        return bool(self.bounce) and any(
+            r.action == 'failed' for r in self.recipients)
+
+    @property
     def complaint(self):
         "Tell if the report is a recipient's complaint"
         return self.kind == COMPLAINT and (

@@ -25,7 +25,7 @@ from trytond.pool import Pool
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, without_check_access
 
-from . import dialect, pacing
+from . import dialect, pacing, variants
 from .links import new_token
 
 RECORD = 'marketing.automation.record'
@@ -46,6 +46,28 @@ children_cache = Cache(
     'marketing.automation.record.activity.children', context=False)
 
 _IN = fields.SQL_OPERATORS['in']
+# The records read at once to choose their variants
+VARIANT_PAGE = 1000
+
+
+class Note(str):
+    """The note of a record activity that sent nothing, with the reason
+    kept in skip_reason
+
+    A text, so that the notes of run_action stay texts for the actions of
+    other modules; a plain text note gets the reason 'other'."""
+
+    def __new__(cls, reason, text):
+        note = super().__new__(cls, text)
+        note.reason = reason
+        return note
+
+
+def skip_reason(note):
+    "Return the reason of skipping of a note or None without note"
+    if not note:
+        return None
+    return getattr(note, 'reason', None) or 'other'
 
 
 def _config_int(name, default):
@@ -96,7 +118,8 @@ def schedule_roots(scenario, after_record_id):
     defaults = [Literal('waiting'), dialect.token(), Literal(False),
         Literal(False), Literal(0), Literal(Transaction().user),
         dialect.now()]
-    for activity in scenario.activities:
+    everyone, groups = variant_groups(scenario.activities)
+    for activity in everyone:
         at = now + (activity.delay or dt.timedelta())
         cursor.execute(*table.insert(
                 _insert_columns(table),
@@ -108,6 +131,82 @@ def schedule_roots(scenario, after_record_id):
                             where=(table.record == record.id)
                             & (table.activity == activity.id)))),
                 on_conflict=dialect.insert_on_conflict_nothing(table)))
+    for key, members in groups.items():
+        _schedule_root_variants(scenario, after_record_id, key, members, now)
+
+
+def variant_groups(activities):
+    """Return the sibling activities that run for every record and the
+    groups of variants by key, each ordered by id"""
+    everyone, groups = [], defaultdict(list)
+    for activity in activities:
+        if activity.variant_weight:
+            groups[variants.group_key(
+                    str(activity.parent), activity.event,
+                    activity.negative)].append(activity)
+        else:
+            everyone.append(activity)
+    for members in groups.values():
+        members.sort(key=lambda a: a.id)
+    return everyone, groups
+
+
+def _schedule_root_variants(scenario, after_record_id, key, members, now):
+    "Create the chosen variant of each record of the scenario after the id"
+    table = _table(RECORD_ACTIVITY)
+    record = _table(RECORD)
+    cursor = _cursor()
+    member_ids = [a.id for a in members]
+    last_id = after_record_id
+    while True:
+        # By pages of ids: the inserts would end a cursor still read
+        cursor.execute(*record.select(
+                record.id, record.uuid,
+                where=(record.scenario == scenario.id)
+                & (record.id > last_id)
+                & ~Exists(table.select(Literal(1),
+                        where=(table.record == record.id)
+                        & _IN(table.activity, member_ids))),
+                order_by=[record.id.asc], limit=VARIANT_PAGE))
+        tokens = cursor.fetchall()
+        if not tokens:
+            break
+        last_id = tokens[-1][0]
+        _insert_variants(tokens, key, members, lambda a: now + (
+                a.delay or dt.timedelta()))
+
+
+def _insert_variants(tokens, key, members, at_of):
+    """Create the record activity of the variant of members chosen for each
+    (record id, record token) of tokens, due at at_of(variant)"""
+    table = _table(RECORD_ACTIVITY)
+    record = _table(RECORD)
+    cursor = _cursor()
+    weights = [(a, a.variant_weight) for a in members]
+    chosen = defaultdict(list)
+    for record_id, token in tokens:
+        chosen[variants.choose(token, key, weights)].append(record_id)
+    defaults = [Literal('waiting'), dialect.token(), Literal(False),
+        Literal(False), Literal(0), Literal(Transaction().user),
+        dialect.now()]
+    for variant, record_ids in chosen.items():
+        columns = _insert_columns(table)
+        values = [Literal(variant.id)]
+        at = at_of(variant)
+        if at:
+            values.append(Literal(at))
+        else:
+            # A parameter of NULL would be text for PostgreSQL: the column
+            # is left to its default
+            columns = [c for c in columns if c.name != 'at']
+        # One parameter per id, the others are literals
+        for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS - 10):
+            cursor.execute(*table.insert(
+                    columns,
+                    record.select(
+                        record.id, *values, *defaults,
+                        where=_IN(record.id, list(sub_ids))),
+                    on_conflict=dialect.insert_on_conflict_nothing(table)))
 
 
 def schedule_children(by_activity):
@@ -118,7 +217,10 @@ def schedule_children(by_activity):
     now = dialect.schedule_time()
     columns = _insert_columns(table)
     for activity, record_ids in by_activity.items():
-        for child in activity.children:
+        everyone, groups = variant_groups(activity.children)
+        if groups:
+            _schedule_child_variants(record_ids, groups, now)
+        for child in everyone:
             at = None
             if not child.event or child.negative:
                 at = now + (child.delay or dt.timedelta())
@@ -132,6 +234,22 @@ def schedule_children(by_activity):
                         columns, values,
                         on_conflict=dialect.insert_on_conflict_nothing(
                             table)))
+
+
+def _schedule_child_variants(record_ids, groups, now):
+    "Create for the records ids the variant of each group they run"
+    record = _table(RECORD)
+    cursor = _cursor()
+
+    def at_of(child):
+        if not child.event or child.negative:
+            return now + (child.delay or dt.timedelta())
+    for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
+        cursor.execute(*record.select(
+                record.id, record.uuid, where=_IN(record.id, list(sub_ids))))
+        tokens = cursor.fetchall()
+        for key, members in groups.items():
+            _insert_variants(tokens, key, members, at_of)
 
 
 # Execution
@@ -240,8 +358,8 @@ def run(ids):
             if row.target in existing:
                 candidates.append(row)
             else:
-                notes[row.id] = gettext(
-                    'marketing_automation.msg_record_gone')
+                notes[row.id] = Note('record_gone', gettext(
+                        'marketing_automation.msg_record_gone'))
         if activity.condition:
             candidates = _matching(activity, candidates, notes)
         if activity.action == 'send_email' and candidates:
@@ -308,11 +426,11 @@ def _matching(activity, rows, notes):
             matching.append(row)
         elif matched is None:
             # Tells nothing of the values the author cannot read
-            notes[row.id] = gettext(
-                'marketing_automation.msg_condition_unreadable')
+            notes[row.id] = Note('condition_unreadable', gettext(
+                    'marketing_automation.msg_condition_unreadable'))
         else:
-            notes[row.id] = gettext(
-                'marketing_automation.msg_condition_false')
+            notes[row.id] = Note('condition_false', gettext(
+                    'marketing_automation.msg_condition_false'))
     return matching
 
 
@@ -373,22 +491,23 @@ def existing_targets(rows):
 
 
 def mark_done(ids, notes):
-    "Mark the record activities done with their note"
+    "Mark the record activities done with their note and its reason"
     transaction = Transaction()
     now = dialect.schedule_time()
     table = _table(RECORD_ACTIVITY)
     cursor = _cursor()
     by_note = defaultdict(list)
     for id_ in ids:
-        by_note[notes.get(id_)].append(id_)
-    for note, note_ids in by_note.items():
+        note = notes.get(id_) or None
+        by_note[(skip_reason(note), note)].append(id_)
+    for (reason, note), note_ids in by_note.items():
         for sub_ids in grouped_slice(note_ids, MAX_QUERY_PARAMS):
             # The time it was done, as Tryton's own module keeps it
             cursor.execute(*table.update(
-                    [table.state, table.note, table.at, table.write_date,
-                        table.write_uid],
-                    ['done', note, now, CurrentTimestamp(),
-                        transaction.user],
+                    [table.state, table.note, table.skip_reason, table.at,
+                        table.write_date, table.write_uid],
+                    ['done', str(note) if note else None, reason, now,
+                        CurrentTimestamp(), transaction.user],
                     where=_IN(table.id, sub_ids)))
 
 
@@ -597,14 +716,16 @@ def fire(ids, events):
     flags = {'email_opened': 3, 'email_clicked': 4}
     for event in events:
         column = getattr(table, event)
+        # When it happened, for the attribution of conversions
+        date_column = getattr(table, event + '_date')
         if returning:
             # The flags are set and the rows they changed are read at once
             # (none when a concurrent event set them first)
             pending = []
             for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
-                        [column, table.write_date],
-                        [Literal(True), CurrentTimestamp()],
+                        [column, date_column, table.write_date],
+                        [Literal(True), now, CurrentTimestamp()],
                         where=_IN(table.id, sub_ids) & sent
                         & ((column == Null) | (column == Literal(False))),
                         returning=[table.id, table.activity, table.record]))
@@ -613,8 +734,8 @@ def fire(ids, events):
             pending = [r for r in rows if not r[flags[event]]]
             for sub in grouped_slice(pending, MAX_QUERY_PARAMS):
                 cursor.execute(*table.update(
-                        [column, table.write_date],
-                        [Literal(True), CurrentTimestamp()],
+                        [column, date_column, table.write_date],
+                        [Literal(True), now, CurrentTimestamp()],
                         where=_IN(table.id, [r[0] for r in sub])))
         if pending:
             by_activity = defaultdict(list)

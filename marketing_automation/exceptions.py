@@ -40,3 +40,19 @@ class AddressFileError(UserError):
 def error_text(exception):
     "Return the text of the exception to show, or else its name"
     return str(exception) or exception.__class__.__name__
+
+
+class VariantError(ValidationError):
+    pass
+
+
+class BlueprintError(UserError):
+    pass
+
+
+class PreviewError(UserError):
+    pass
+
+
+class SendTestError(UserError):
+    pass

@@ -70,6 +70,8 @@ class Suppression(metaclass=PoolMeta):
                     filter(None, [report.kind, report.feedback_type])))
             return None
         record_activity, address = _sent_to(report)
+        if record_activity and report.undelivered:
+            record_activity.__class__.mark_bounced([record_activity])
         if address:
             reasons = {address: _reason(report)}
         else:

@@ -15,6 +15,7 @@ from sql.functions import CurrentTimestamp
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
 from trytond.i18n import gettext
+from trytond.model import fields
 from trytond.pool import Pool
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
@@ -65,7 +66,7 @@ class _Sender:
             try:
                 return bounces.verp_address(self.bounce_address, row.token)
             except ValueError:
-                raise _Failed(gettext(
+                raise _Failed('build_error', gettext(
                         'marketing_automation.msg_invalid_bounce_address',
                         address=self.bounce_address))
         return self.envelope_from
@@ -93,8 +94,8 @@ def send_emails(activity, rows):
         if row.id in notes:
             continue
         elif not address:
-            notes[row.id] = gettext(
-                'marketing_automation.msg_no_email_address')
+            notes[row.id] = engine.Note('no_address', gettext(
+                    'marketing_automation.msg_no_email_address'))
         else:
             by_language[language].append((row, name, address))
 
@@ -114,7 +115,7 @@ def send_emails(activity, rows):
                         localized, sender, reader, row, targets[row.target],
                         name, address)
                 except _Failed as failure:
-                    notes[row.id] = str(failure)[:200]
+                    notes[row.id] = failure.note()
                 else:
                     emails.append(email)
     archive(emails)
@@ -122,7 +123,14 @@ def send_emails(activity, rows):
 
 
 class _Failed(Exception):
-    "The e-mail of a row failed; the text is the note"
+    "The e-mail of a row failed for the reason; the text is the note"
+
+    def __init__(self, reason, text):
+        super().__init__(text)
+        self.reason = reason
+
+    def note(self):
+        return engine.Note(self.reason, str(self)[:200])
 
 
 def _recipients(rows):
@@ -132,19 +140,23 @@ def _recipients(rows):
 
 
 def _refused(activity, rows, recipients):
-    """Return the notes of the rows whose recipient opted out or whose
-    address is suppressed"""
+    """Return the notes of the rows whose recipient opted out, left the
+    scenario or whose address is suppressed"""
     pool = Pool()
     Party = pool.get('party.party')
     Suppression = pool.get('marketing.automation.suppression')
     transactional = activity.transactional
-    opted_out = set()
+    opted_out, unsubscribed = set(), set()
     if not transactional:
         parties = engine.target_parties(rows)
-        opted_out_parties = Party.marketing_opted_out(
-            {p for p in parties.values() if p})
+        party_ids = {p for p in parties.values() if p}
+        opted_out_parties = Party.marketing_opted_out(party_ids)
         opted_out = {target for target, party in parties.items()
             if party in opted_out_parties}
+        # Through another record of the scenario (e.g. another sale)
+        unsubscribed_parties = _unsubscribed(party_ids, activity.scenario.id)
+        unsubscribed = {target for target, party in parties.items()
+            if party in unsubscribed_parties}
     suppressed = Suppression.suppressed_addresses(
         {r[1] for r in recipients.values() if r and r[1]},
         transactional=transactional)
@@ -152,11 +164,30 @@ def _refused(activity, rows, recipients):
     for row in rows:
         address = (recipients.get(row.target) or (None,) * 3)[1]
         if row.target in opted_out:
-            notes[row.id] = gettext('marketing_automation.msg_opted_out')
+            notes[row.id] = engine.Note('opted_out', gettext(
+                    'marketing_automation.msg_opted_out'))
+        elif row.target in unsubscribed:
+            notes[row.id] = engine.Note('unsubscribed', gettext(
+                    'marketing_automation.msg_unsubscribed_scenario'))
         elif address and normalize_address(address) in suppressed:
-            notes[row.id] = Suppression.note(
-                suppressed[normalize_address(address)])
+            notes[row.id] = engine.Note('suppressed', Suppression.note(
+                    suppressed[normalize_address(address)]))
     return notes
+
+
+def _unsubscribed(party_ids, scenario_id):
+    "Return the ids of the parties unsubscribed from the scenario"
+    Unsubscribed = Pool().get(
+        'party.party-unsubscribed-marketing.automation.scenario')
+    table = Unsubscribed.__table__()
+    cursor = Transaction().connection.cursor()
+    unsubscribed = set()
+    for sub_ids in grouped_slice(sorted(party_ids), MAX_QUERY_PARAMS - 1):
+        cursor.execute(*table.select(table.party,
+                where=(table.scenario == scenario_id)
+                & fields.SQL_OPERATORS['in'](table.party, sub_ids)))
+        unsubscribed.update(i for i, in cursor)
+    return unsubscribed
 
 
 def _read_targets(reader, references):
@@ -177,10 +208,35 @@ def _read_targets(reader, references):
 
 def _send_email(activity, sender, reader, row, target, name, address):
     "Render and queue the e-mail of the row; return its archive values"
+    msg, subject, html, message_id = build_email(
+        activity, sender, reader, row, target, name, address)
+    sender.datamanager.put_record_activity(
+        row.id, msg, sender.return_path(row), [address])
+    return {
+        # Decoded, to be found by a search on the name
+        'recipients': mime.display_address(name, address),
+        'addresses': [address],
+        'subject': subject,
+        'message_id': message_id,
+        # The tokens give whoever reads them the recipient's events and
+        # unsubscription
+        'body': links.redact_tokens(html, [row.token, row.record_token]),
+        'resource': '%s,%s' % row.target,
+        'marketing_automation_activity': activity.id,
+        'marketing_automation_record': row.record,
+        }
+
+
+def build_email(activity, sender, reader, row, target, name, address):
+    """Return the message of the row for the target with its subject, HTML
+    and Message-ID; raise _Failed with the note if it cannot be built
+
+    Nothing is sent nor recorded: the preview and the test e-mails use it
+    too."""
     try:
         to_addr = mime.recipient(name, address)
     except ValueError:
-        raise _Failed(gettext(
+        raise _Failed('invalid_address', gettext(
                 'marketing_automation.msg_invalid_email_address',
                 address=address))
     budget = sandbox.new_budget()
@@ -199,7 +255,7 @@ def _send_email(activity, sender, reader, row, target, name, address):
         # log with tracebacks
         logger.warning(
             "Fail to render %s for %s: %s", activity, target, exception)
-        raise _Failed(gettext(
+        raise _Failed('render_error', gettext(
                 'marketing_automation.msg_render_failed', error=exception))
     subject = ' '.join(title.split())
     message_id = mime.message_id(sender.email_from, sender.sender)
@@ -216,23 +272,9 @@ def _send_email(activity, sender, reader, row, target, name, address):
     except ValueError as exception:
         logger.warning(
             "Fail to build %s for %s: %s", activity, target, exception)
-        raise _Failed(gettext(
+        raise _Failed('build_error', gettext(
                 'marketing_automation.msg_build_failed', error=exception))
-    sender.datamanager.put_record_activity(
-        row.id, msg, sender.return_path(row), [address])
-    return {
-        # Decoded, to be found by a search on the name
-        'recipients': mime.display_address(name, address),
-        'addresses': [address],
-        'subject': subject,
-        'message_id': message_id,
-        # The tokens give whoever reads them the recipient's events and
-        # unsubscription
-        'body': links.redact_tokens(html, [row.token, row.record_token]),
-        'resource': '%s,%s' % row.target,
-        'marketing_automation_activity': activity.id,
-        'marketing_automation_record': row.record,
-        }
+    return msg, subject, html, message_id
 
 
 def archive(emails):

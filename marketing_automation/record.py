@@ -3,12 +3,16 @@
 import datetime as dt
 from collections import defaultdict
 
+from sql import Literal
+from sql.functions import CurrentTimestamp
 from sql.operators import Concat
 
 import trytond.config as config
+from trytond.backend import MAX_QUERY_PARAMS
 from trytond.model import Index, ModelSQL, ModelView, Unique, Workflow, fields
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval
+from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
 from . import dialect, engine, links
@@ -219,12 +223,45 @@ class RecordActivity(
         states={
             'invisible': Eval('activity_action') != 'send_email',
             })
+    email_opened_date = fields.DateTime(
+        "Email Opened Date", readonly=True,
+        states={
+            'invisible': ~Eval('email_opened'),
+            },
+        help="When the e-mail was first opened.")
+    email_clicked_date = fields.DateTime(
+        "Email Clicked Date", readonly=True,
+        states={
+            'invisible': ~Eval('email_clicked'),
+            },
+        help="When a link of the e-mail was first clicked.")
     tries = fields.Integer(
         "Tries", readonly=True,
         help="How many times sending failed.")
     note = fields.Char(
         "Note", readonly=True,
         help="Why the action did not run or failed.")
+    skip_reason = fields.Selection([
+            (None, ""),
+            ('no_address', "No E-mail Address"),
+            ('invalid_address', "Invalid E-mail Address"),
+            ('opted_out', "Opted Out"),
+            ('unsubscribed', "Unsubscribed from the Scenario"),
+            ('suppressed', "Suppressed Address"),
+            ('condition_false', "Condition Not Met"),
+            ('condition_unreadable', "Condition Unreadable"),
+            ('record_gone', "Record Gone"),
+            ('render_error', "Template Failed"),
+            ('build_error', "Message Failed"),
+            ('other', "Other"),
+            ], "Skip Reason", readonly=True, sort=False,
+        help="Why the activity was done without acting, as the note says.")
+    email_bounced = fields.Boolean(
+        "Email Bounced", readonly=True,
+        states={
+            'invisible': Eval('activity_action') != 'send_email',
+            },
+        help="Checked when a bounce of the e-mail came back.")
     state = fields.Selection([
             ('waiting', "Waiting"),
             ('done', "Done"),
@@ -321,6 +358,10 @@ class RecordActivity(
     def default_tries(cls):
         return 0
 
+    @classmethod
+    def default_email_bounced(cls):
+        return False
+
     def get_rec_name(self, name):
         return '%s @ %s' % (self.activity.rec_name, self.record.rec_name)
 
@@ -401,7 +442,22 @@ class RecordActivity(
         interrupted = [
             r for r in record_activities if r.email_handoff == 'interrupted']
         if interrupted:
-            cls.write(interrupted, {'email_handoff': 'sent', 'note': None})
+            cls.write(interrupted, {
+                    'email_handoff': 'sent', 'note': None,
+                    'skip_reason': None})
+
+    @classmethod
+    def mark_bounced(cls, record_activities):
+        "Flag the e-mails of the record activities as bounced"
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        ids = engine.ids_of(record_activities)
+        for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+            cursor.execute(*table.update(
+                    [table.email_bounced, table.write_date],
+                    [Literal(True), CurrentTimestamp()],
+                    where=fields.SQL_OPERATORS['in'](table.id, sub_ids)))
+        engine.clear_cache()
 
     @classmethod
     @ModelView.button

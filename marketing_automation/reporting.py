@@ -1,20 +1,23 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 import datetime as dt
+from collections import defaultdict
 
 from dateutil.relativedelta import relativedelta
 from sql import Literal, Null
 from sql.aggregate import Count, Min, Sum
-from sql.conditionals import Case, NullIf
-from sql.functions import DateTrunc
+from sql.conditionals import Case, Coalesce, NullIf
+from sql.operators import Concat
 
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
+from . import dialect, variants
 from .mixin import ActivityActionMixin
-from .statistics import email_sent_where
+from .statistics import (
+    SKIP_REASON_GROUPS, email_sent_where, email_skipped_where)
 
 
 class Context(ModelView):
@@ -87,7 +90,7 @@ class _Reporting(ModelSQL, ModelView):
         period = Transaction().context.get('period', 'day')
         if period not in {'year', 'month', 'day'}:
             period = 'day'
-        return cls.date.sql_cast(DateTrunc(period, date_column))
+        return dialect.period_start(date_column, period)
 
     @staticmethod
     def _ratio(numerator, denominator):
@@ -140,8 +143,33 @@ class ActivityReporting(ActivityActionMixin, _Reporting):
         "Records",
         help="The number of records the activity was run for, whether it "
         "acted or skipped them.")
+    record_count_skipped = fields.Integer(
+        "Skipped",
+        help="The number of records the activity ran for without acting.")
+    record_count_skipped_no_address = fields.Integer(
+        "Skipped: No Address",
+        help="The number of records skipped because they have no valid "
+        "e-mail address.")
+    record_count_skipped_opted_out = fields.Integer(
+        "Skipped: Opted Out",
+        help="The number of records skipped because their party opted out "
+        "of marketing e-mails or unsubscribed from the scenario.")
+    record_count_skipped_suppressed = fields.Integer(
+        "Skipped: Suppressed",
+        help="The number of records skipped because their e-mail address is "
+        "on the suppression list.")
+    record_count_skipped_condition = fields.Integer(
+        "Skipped: Condition",
+        help="The number of records skipped because they did not match the "
+        "condition.")
+    record_count_skipped_other = fields.Integer(
+        "Skipped: Other",
+        help="The number of records skipped for another reason.")
     email_sent = fields.Integer(
         "Emails Sent", help="The number of e-mails the activity sent.")
+    email_bounced = fields.Integer(
+        "Emails Bounced",
+        help="The number of e-mails sent whose bounce came back.")
     email_opened = fields.Integer(
         "Emails Opened", help="The number of e-mails sent that were opened.")
     email_clicked = fields.Integer(
@@ -172,6 +200,15 @@ class ActivityReporting(ActivityActionMixin, _Reporting):
             sent_where & (table.email_opened == Literal(True)))
         clicked = _count_true(
             sent_where & (table.email_clicked == Literal(True)))
+        skipped_where = email_skipped_where(table)
+        skipped = {
+            group: _count_true(skipped_where & fields.SQL_OPERATORS['in'](
+                    table.skip_reason, reasons))
+            for group, reasons in SKIP_REASON_GROUPS.items()}
+        skipped_other = _count_true(skipped_where & (
+                (table.skip_reason == Null)
+                | ~fields.SQL_OPERATORS['in'](table.skip_reason, [
+                        r for g in SKIP_REASON_GROUPS.values() for r in g])))
         ratio = cls._ratio
 
         def as_float(expression):
@@ -182,7 +219,12 @@ class ActivityReporting(ActivityActionMixin, _Reporting):
             table.activity.as_('activity'),
             date.as_('date'),
             count.as_('record_count'),
+            _count_true(skipped_where).as_('record_count_skipped'),
+            *(c.as_('record_count_skipped_' + g) for g, c in skipped.items()),
+            skipped_other.as_('record_count_skipped_other'),
             sent.as_('email_sent'),
+            _count_true(table.email_bounced == Literal(True)).as_(
+                'email_bounced'),
             opened.as_('email_opened'),
             clicked.as_('email_clicked'),
             as_float(ratio(as_float(opened), sent)).as_('email_open_rate'),
@@ -192,3 +234,211 @@ class ActivityReporting(ActivityActionMixin, _Reporting):
             where=(table.state == 'done') & (table.at != Null)
             & cls._period_where(table.at),
             group_by=[table.activity, date.as_('date')])
+
+
+class LinkReporting(_Reporting):
+    "The clicks per link destination of the activities, per period"
+    __name__ = 'marketing.automation.reporting.link'
+
+    activity = fields.Many2One('marketing.automation.activity', "Activity")
+    url = fields.Char("URL", help="The destination of the link.")
+    clicks = fields.Integer(
+        "Clicks",
+        help="The number of clicks on the link, each click counted (a "
+        "recipient may click several times).")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order.insert(1, ('clicks', 'DESC'))
+
+    @classmethod
+    def table_query(cls):
+        pool = Pool()
+        LinkClick = pool.get('marketing.automation.link.click')
+        click = LinkClick.__table__()
+        date = cls._period_date(click.date)
+        context = Transaction().context
+        where = Literal(True)
+        # The day of the clicks is a date: compared with dates, as SQLite
+        # compares the text of a date with that of a datetime
+        if context.get('from_date'):
+            where &= click.date >= context['from_date']
+        if context.get('to_date'):
+            where &= click.date <= context['to_date']
+        return click.select(
+            Min(click.id).as_('id'),
+            click.activity.as_('activity'),
+            click.url.as_('url'),
+            date.as_('date'),
+            Count(click.id).as_('clicks'),
+            where=where,
+            group_by=[click.activity, click.url, date.as_('date')])
+
+
+class VariantReporting(ModelSQL, ModelView):
+    "The variants of the A/B splits compared, one row per variant"
+    __name__ = 'marketing.automation.reporting.variant'
+
+    activity = fields.Many2One('marketing.automation.activity', "Variant")
+    scenario = fields.Many2One('marketing.automation.scenario', "Scenario")
+    variant_group = fields.Char(
+        "Variant Group",
+        help="The key of the A/B split: the parent of its variants and the "
+        "event they run on.")
+    group = fields.Function(fields.Char(
+            "A/B Split",
+            help="What the variants follow: the parent and the event."),
+        'get_group')
+    weight = fields.Integer(
+        "Weight", help="The weight of the variant in its A/B split.")
+    share = fields.Function(fields.Float(
+            "Share", digits=(1, 4),
+            help="The share of the records that run the variant: its "
+            "weight over the weights of its A/B split."),
+        'get_comparison')
+    email_sent = fields.Integer(
+        "Emails Sent",
+        help="The number of e-mails the variant sent: the sample size of "
+        "its rates.")
+    email_opened = fields.Integer(
+        "Emails Opened", help="The number of e-mails sent that were opened.")
+    email_clicked = fields.Integer(
+        "Emails Clicked",
+        help="The number of e-mails sent with a link clicked.")
+    open_rate = fields.Function(fields.Float(
+            "Open Rate", digits=(1, 4),
+            help="The share of the e-mails sent that were opened."),
+        'get_comparison')
+    open_z = fields.Function(fields.Float(
+            "Open z", digits=(2, 2),
+            help="The z statistic of the two-proportion test of the open "
+            "rates: how many standard errors separate this variant from "
+            "the best one (from the runner-up for the best one)."),
+        'get_comparison')
+    open_p_value = fields.Function(fields.Float(
+            "Open p-value", digits=(1, 4),
+            help="The probability of a difference of open rates at least "
+            "this large between this variant and the best one (the "
+            "runner-up for the best one) if they performed alike; below "
+            "0.05 the difference is commonly called significant."),
+        'get_comparison')
+    click_rate = fields.Function(fields.Float(
+            "Click Rate", digits=(1, 4),
+            help="The share of the e-mails sent with a link clicked."),
+        'get_comparison')
+    click_z = fields.Function(fields.Float(
+            "Click z", digits=(2, 2),
+            help="The z statistic of the two-proportion test of the click "
+            "rates: how many standard errors separate this variant from "
+            "the best one (from the runner-up for the best one)."),
+        'get_comparison')
+    click_p_value = fields.Function(fields.Float(
+            "Click p-value", digits=(1, 4),
+            help="The probability of a difference of click rates at least "
+            "this large between this variant and the best one (the "
+            "runner-up for the best one) if they performed alike; below "
+            "0.05 the difference is commonly called significant."),
+        'get_comparison')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [
+            ('scenario', 'ASC'),
+            ('variant_group', 'ASC'),
+            ('id', 'ASC'),
+            ]
+
+    @classmethod
+    def proportions(cls):
+        """Return the compared proportions as (name, successes field, trials
+        field): each name has the fields <name>_rate, <name>_z and
+        <name>_p_value with get_comparison as getter"""
+        return [
+            ('open', 'email_opened', 'email_sent'),
+            ('click', 'email_clicked', 'email_sent'),
+            ]
+
+    @classmethod
+    def measures(cls, record_activity, activity):
+        """Return the SQL aggregates of the counted fields by name, on the
+        record activities (left) joined to their activity"""
+        sent = email_sent_where(record_activity, activity)
+        return {
+            'email_sent': _count_true(sent),
+            'email_opened': _count_true(
+                sent & (record_activity.email_opened == Literal(True))),
+            'email_clicked': _count_true(
+                sent & (record_activity.email_clicked == Literal(True))),
+            }
+
+    @classmethod
+    def table_query(cls):
+        pool = Pool()
+        Activity = pool.get('marketing.automation.activity')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        activity = Activity.__table__()
+        table = RecordActivity.__table__()
+        # As variants.group_key builds it
+        negative = ((activity.negative == Literal(True))
+            & (activity.event != Null))
+        group_key = Concat(
+            Concat(Concat(activity.parent, '|'), Coalesce(activity.event, '')),
+            Case((negative, '_not'), else_=''))
+        measures = cls.measures(table, activity)
+        return activity.join(
+            table, 'LEFT', condition=table.activity == activity.id
+            ).select(
+            activity.id.as_('id'),
+            activity.id.as_('activity'),
+            activity.scenario.as_('scenario'),
+            group_key.as_('variant_group'),
+            activity.variant_weight.as_('weight'),
+            *(Coalesce(e, 0).as_(n) for n, e in measures.items()),
+            where=activity.variant_weight > 0,
+            group_by=[activity.id, activity.scenario, activity.parent,
+                activity.event, activity.negative, activity.variant_weight])
+
+    def get_group(self, name):
+        activity = self.activity
+        if not activity or not activity.parent:
+            return
+        group = activity.parent.rec_name
+        if activity.on:
+            selection = dict(activity.fields_get(['on'])['on']['selection'])
+            group += ' / ' + selection.get(activity.on, activity.on)
+        return group
+
+    @classmethod
+    def get_comparison(cls, rows, names):
+        "Compute the shares, rates and tests of the rows in their groups"
+        keys = sorted({r.variant_group for r in rows})
+        groups = defaultdict(list)
+        for member in cls.search(
+                [('variant_group', 'in', keys)], order=[('id', 'ASC')]):
+            groups[member.variant_group].append(member)
+        values = defaultdict(dict)
+        for members in groups.values():
+            total = sum(m.weight or 0 for m in members)
+            for member in members:
+                values[member.id]['share'] = (
+                    round(member.weight / total, 4) if total else None)
+            for name, successes, trials in cls.proportions():
+                comparison = variants.compare({
+                        m.id: (getattr(m, successes) or 0,
+                            getattr(m, trials) or 0)
+                        for m in members})
+                for id_, (rate, z, p_value) in comparison.items():
+                    values[id_].update({
+                            name + '_rate': _round(rate, 4),
+                            name + '_z': _round(z, 2),
+                            name + '_p_value': _round(p_value, 4),
+                            })
+        return {
+            name: {r.id: values[r.id].get(name) for r in rows}
+            for name in names}
+
+
+def _round(value, digits):
+    return round(value, digits) if value is not None else None

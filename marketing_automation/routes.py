@@ -10,6 +10,8 @@
 ``<database>`` is the database name in URL-safe base64 without padding
 (the unsubscribe route also accepts the padded spelling of the e-mails of
 older trytond versions); any other spelling is not found.
+The links of test e-mails carry test tokens (``links.new_test_token``):
+they lead where they say and record nothing.
 The routes only parse the request, call one model method and shape the
 response; they run as user 0, so every token is checked first.
 """
@@ -244,6 +246,8 @@ def email_clicked(request, pool, token):
     else:
         found = _check_click(request, pool, token, url, signature)
     if not found:
+        found = _test_click(request, pool, token, url, signature)
+    if not found:
         abort(HTTPStatus.NOT_FOUND)
     return redirect(found, code=HTTPStatus.FOUND)
 
@@ -261,9 +265,11 @@ def _clicked_record_activity(pool, token, url, signature):
 @with_hit_transaction(readonly=False)
 def _email_clicked(request, pool, token, url, signature):
     RecordActivity = pool.get('marketing.automation.record.activity')
+    LinkClick = pool.get('marketing.automation.link.click')
     record_activity = _clicked_record_activity(pool, token, url, signature)
     if record_activity:
         RecordActivity.on_email_clicked([record_activity])
+        LinkClick.add(record_activity, url)
         return record_activity.clicked_location(
             links.redirect_location(url))
 
@@ -274,6 +280,15 @@ def _check_click(request, pool, token, url, signature):
     if record_activity:
         return record_activity.clicked_location(
             links.redirect_location(url))
+
+
+@with_hit_transaction(readonly=True)
+def _test_click(request, pool, token, url, signature):
+    "Return where the genuine tracked link of a test e-mail leads"
+    Configuration = pool.get('ir.configuration')
+    secret = Configuration.get_marketing_automation_secret()
+    if links.is_test_link(secret, token, url, signature):
+        return links.redirect_location(url)
 
 
 @route('/m/<database>/unsubscribe', methods=['GET', 'POST'])
@@ -287,9 +302,13 @@ def unsubscribe(request, pool):
     token = single(request.args, 'r')
     if not links.is_token(token):
         abort(HTTPStatus.NOT_FOUND)
+    # Read the body before the transaction: a too large one is refused
+    one_click = (request.method == 'POST'
+        and request.form.get('List-Unsubscribe') == ONE_CLICK)
+    test_page = _test_unsubscribe(request, pool, token, one_click)
+    if test_page is not None:
+        return test_page
     if request.method == 'POST':
-        # Read the body before the transaction: a too large one is refused
-        one_click = request.form.get('List-Unsubscribe') == ONE_CLICK
         # One-click keeps meaning this scenario (RFC 8058)
         everything = not one_click and request.form.get('scope') == 'all'
         next_url = None if one_click else single(request.args, 'next')
@@ -298,6 +317,29 @@ def unsubscribe(request, pool):
         return _unsubscribe(
             request, pool, token, one_click, everything, next_url)
     return _unsubscribe_confirm(request, pool, token)
+
+
+@with_hit_transaction(readonly=True)
+def _test_unsubscribe(request, pool, token, one_click):
+    "Return the answer to the unsubscribe link of a test e-mail or None"
+    Configuration = pool.get('ir.configuration')
+    Lang = pool.get('ir.lang')
+    secret = Configuration.get_marketing_automation_secret()
+    if not links.is_test_token(secret, token):
+        return None
+    language = (accepted_language(
+            request.accept_languages, Lang.get_translatable_languages())
+        or Transaction().language)
+    with Transaction().set_context(language=language):
+        text = gettext('marketing_automation.msg_test_unsubscribe')
+        if one_click:
+            return Response(
+                text + '\n', content_type='text/plain; charset=utf-8',
+                headers=_NO_STORE)
+        return _page(
+            pool,
+            gettext('marketing_automation.msg_test_unsubscribe_title'),
+            text)
 
 
 def _record(pool, token):

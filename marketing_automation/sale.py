@@ -1,6 +1,6 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
-
+from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
 
 from .mixin import MarketingAutomationMixin
@@ -38,3 +38,12 @@ class Sale(MarketingAutomationMixin, metaclass=PoolMeta):
     @classmethod
     def marketing_party_column(cls, table):
         return table.party
+
+
+class Party(metaclass=PoolMeta):
+    __name__ = 'party.party'
+
+    marketing_sales = fields.One2Many(
+        'sale.sale', 'party', "Marketing Sales", readonly=True,
+        help="The sales of the party, for the domains of the scenarios "
+        "such as the win-back blueprint.")

@@ -37,6 +37,26 @@ def email_sent_where(record_activity, activity):
             | (record_activity.email_handoff == 'sent')))
 
 
+# The reasons of skipping counted apart, by the suffix of their counter;
+# the others (and the notes of older versions, without reason) are "other"
+SKIP_REASON_GROUPS = {
+    'no_address': ['no_address', 'invalid_address'],
+    'opted_out': ['opted_out', 'unsubscribed'],
+    'suppressed': ['suppressed'],
+    'condition': ['condition_false'],
+    }
+
+
+def email_skipped_where(record_activity):
+    """Return the SQL condition of the record activities done without acting
+
+    An interrupted e-mail has a note but may have been sent."""
+    return ((record_activity.state == 'done')
+        & (record_activity.note != Null)
+        & ((record_activity.email_handoff == Null)
+            | (record_activity.email_handoff != 'interrupted')))
+
+
 def daily_trend(table, key, date, aggregates, compute, ids, where=None):
     """Return {id: sparkline} of compute(*aggregates) per day
 

@@ -24,7 +24,8 @@ TIMEOUT = 1200
 
 PHASES = [
     'enrolment', 'root e-mails', 'pixel hits', 'clicks', 'unsubscribes',
-    'children', 'second enrolment', 'second execution']
+    'children', 'second enrolment', 'second execution', 'conversions',
+    'second conversions', 'funnel query']
 
 
 def expected_items(n):
@@ -45,6 +46,9 @@ def expected_items(n):
         'children': children,
         'second enrolment': 0,
         'second execution': 0,
+        'conversions': n // 10,
+        'second conversions': 0,
+        'funnel query': 1,
         }
 
 
