@@ -6,6 +6,7 @@
 test of the demo checks it); ``format_report`` makes the table printed at
 the end of the demo.
 """
+import datetime as dt
 from collections import Counter
 
 from proteus import Model
@@ -40,7 +41,9 @@ def collect_report(config, scenario_ids=None):
 
     records of an activity counts the record activities done (sent or
     skipped with a note); an unsubscribe is counted on the last e-mail the
-    record received before it."""
+    record received before it.  The scenarios also have their conversion
+    figures, their funnel (see _funnel) and the variants of their A/B
+    splits (see _variants)."""
     Scenario = Model.get('marketing.automation.scenario', config=config)
     Record = Model.get('marketing.automation.record', config=config)
     RecordActivity = Model.get(
@@ -88,6 +91,8 @@ def collect_report(config, scenario_ids=None):
                 }
             yield from activities(activity.children, depth + 1)
 
+    funnel = _funnel(config, ids)
+    splits = _variants(config, ids)
     result = []
     for scenario in scenarios:
         result.append({
@@ -99,12 +104,67 @@ def collect_report(config, scenario_ids=None):
                 'unsubscribed': scenario.record_count_blocked,
                 'block_rate': scenario.block_rate,
                 'activities': list(activities(scenario.activities, 0)),
+                'goal': scenario.goal,
+                'conversions': scenario.conversion_count,
+                'revenue': scenario.conversion_revenue,
+                'conversion_rate': scenario.conversion_rate,
+                'funnel': funnel.get(scenario.id),
+                'variants': splits.get(scenario.id, []),
                 })
     return {
         'scenarios': result,
         'sent': sum(sent.values()),
         'unsubscribed': sum(s['unsubscribed'] for s in result),
         }
+
+
+def _funnel(config, ids):
+    """Return {scenario id: (enrolled, sent, opened, clicked, converted,
+    revenue, revenue per e-mail sent)} of the last 30 days"""
+    Funnel = Model.get('marketing.automation.reporting.funnel', config=config)
+    today = dt.date.today()
+    totals = {}
+    with config.set_context(
+            from_date=today - dt.timedelta(days=30), to_date=today,
+            period='year'):
+        for row in Funnel.find([('scenario', 'in', ids)]):
+            total = totals.setdefault(row.scenario.id, [0] * 6)
+            for i, value in enumerate([
+                    row.record_count, row.email_sent, row.email_opened,
+                    row.email_clicked, row.conversion_count, row.revenue]):
+                total[i] += value or 0
+    return {
+        i: (*t, (t[5] / t[1]) if t[1] else 0) for i, t in totals.items()}
+
+
+def _variants(config, ids):
+    """Return {scenario id: [{'name', 'group', 'share', 'sent', 'opened',
+    'clicked', 'conversions', and the rate and p-value of open, click and
+    conversion}]}: the variants of the A/B splits, as Marketing ›
+    Reporting › A/B Splits shows them"""
+    Variant = Model.get(
+        'marketing.automation.reporting.variant', config=config)
+    result = {}
+    for row in Variant.find([('scenario', 'in', ids)]):
+        values = {
+            'name': row.activity.name,
+            'group': row.variant_group,
+            'share': row.share,
+            'sent': row.email_sent,
+            'opened': row.email_opened,
+            'clicked': row.email_clicked,
+            'conversions': row.conversion_count,
+            }
+        for name in ['open', 'click', 'conversion']:
+            for suffix in ['rate', 'p_value']:
+                key = '%s_%s' % (name, suffix)
+                values[key] = getattr(row, key)
+        result.setdefault(row.scenario.id, []).append(values)
+    return result
+
+
+def _p_value(value):
+    return '%.2f' % value if value is not None else '-'
 
 
 def _percent(value):
@@ -122,6 +182,18 @@ COLUMNS = [
     ('CTR', 'click_through_rate', _percent),
     ('Waiting', 'waiting', str),
     ('Cancelled', 'cancelled', str),
+    ]
+
+
+VARIANT_COLUMNS = [
+    ('Share', 'share', _percent),
+    ('Sent', 'sent', str),
+    ('Open', 'open_rate', _percent),
+    ('p', 'open_p_value', _p_value),
+    ('Click', 'click_rate', _percent),
+    ('p', 'click_p_value', _p_value),
+    ('Conv.', 'conversion_rate', _percent),
+    ('p', 'conversion_p_value', _p_value),
     ]
 
 
@@ -150,6 +222,17 @@ def format_report(data, width=38):
         lines.append('  %s records, %s unsubscribed (block rate %s)' % (
                 scenario['records'], scenario['unsubscribed'],
                 _percent(scenario['block_rate'])))
+        if scenario.get('goal'):
+            lines.append(
+                '  %s conversions, revenue %s EUR (conversion rate %s)' % (
+                    scenario['conversions'], scenario['revenue'],
+                    _percent(scenario['conversion_rate'])))
+        if scenario.get('funnel'):
+            funnel = scenario['funnel']
+            lines.append(
+                '  funnel: %s enrolled > %s sent > %s opened > %s clicked '
+                '> %s converted; %.2f EUR per e-mail sent' % (
+                    *funnel[:5], funnel[6]))
         lines.append(header)
         for activity in scenario['activities']:
             label = _label(activity)
@@ -158,8 +241,31 @@ def format_report(data, width=38):
             lines.append('  %-*s' % (width, label) + ''.join(
                     '%*s' % (w, format_(activity[key]))
                     for w, (_, key, format_) in zip(widths, COLUMNS)))
+        lines.extend(_format_variants(scenario.get('variants'), width))
         lines.append('')
     lines.extend(LEGEND)
+    return lines
+
+
+def _format_variants(rows, width):
+    "Return the lines comparing the variants of each A/B split"
+    lines = []
+    widths = [max(len(title), 4) + 1 for title, _, _ in VARIANT_COLUMNS]
+    groups = {}
+    for row in rows or []:
+        groups.setdefault(row['group'], []).append(row)
+    for members in groups.values():
+        lines.append('  ' + '%-*s' % (width, 'A/B split') + ''.join(
+                '%*s' % (w, title)
+                for w, (title, _, _) in zip(widths, VARIANT_COLUMNS)))
+        for row in members:
+            label = row['name']
+            if len(label) > width:
+                label = label[:width - 1] + '…'
+            lines.append('  %-*s' % (width, label) + ''.join(
+                    '%*s' % (w, format_(row[key]))
+                    for w, (_, key, format_) in zip(
+                        widths, VARIANT_COLUMNS)))
     return lines
 
 
@@ -169,4 +275,8 @@ LEGEND = [
     "  records; CTR: clicked / opened. Unsub.: counted on the last e-mail",
     "  before unsubscribing. Waiting: scheduled, or waiting for an event",
     "  that may never come; Cancelled: the opposite event happened.",
+    "A/B split: Share of the records given to each variant; Open, Click,",
+    "  Conv.: share of its e-mails sent opened, clicked, converted; p: the",
+    "  p-value against the best variant (the runner-up for the best one),",
+    "  below 0.05 the difference is unlikely to be chance.",
     ]

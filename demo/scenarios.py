@@ -34,6 +34,8 @@ class ActivitySpec:
     condition: object = None
     # An e-mail the customer asked for: it ignores the marketing opt-outs
     transactional: bool = False
+    # A variant of an A/B split with its siblings of the same weight field
+    variant_weight: int = None
     children: list = field(default_factory=list)
 
 
@@ -45,6 +47,8 @@ class ScenarioSpec:
     domain: list
     activities: list
     unsubscribable: bool = True
+    # The conversion goal: {field: value} of the scenario
+    goal: dict = field(default_factory=dict)
 
 
 def _idle_for(delta_hours):
@@ -70,14 +74,43 @@ def specifications():
         activities=[
             ActivitySpec(
                 key='welcome',
-                names={'en': "Welcome e-mail", 'fr': "E-mail de bienvenue"},
+                names={
+                    'en': "Welcome e-mail A",
+                    'fr': "E-mail de bienvenue A",
+                    },
                 titles={
                     'en': "Welcome to @SHOP@, ${record.name.split()[0]}!",
                     'fr': "Bienvenue chez @SHOP@, "
                     "${record.name.split()[0]} !",
                     },
-                body='welcome'),
-            ])
+                body='welcome',
+                # Variant A of an A/B split: each new customer gets either
+                # this e-mail or variant B, half and half
+                variant_weight=1),
+            ActivitySpec(
+                key='welcome_b',
+                names={
+                    'en': "Welcome e-mail B",
+                    'fr': "E-mail de bienvenue B",
+                    },
+                # Variant B: the same e-mail with a shorter, more personal
+                # subject
+                titles={
+                    'en': "${record.name.split()[0]}, your coffees "
+                    "are waiting",
+                    'fr': "${record.name.split()[0]}, vos cafés vous "
+                    "attendent",
+                    },
+                body='welcome',
+                variant_weight=1),
+            ],
+        # A first order within a week of a click on the welcome e-mail
+        goal={
+            'goal': 'sale',
+            'goal_state': 'confirmed',
+            'attribution': 'click',
+            'goal_window': dt.timedelta(days=7),
+            })
     cart = ScenarioSpec(
         key='cart',
         names={'en': "Abandoned Cart", 'fr': "Panier abandonné"},
@@ -132,7 +165,15 @@ def specifications():
                         delay=dt.timedelta(hours=2),
                         condition=Eval('self.state') == 'draft'),
                     ]),
-            ])
+            ],
+        # The cart itself ordered within a week of a reminder
+        goal={
+            'goal': 'sale',
+            'goal_state': 'confirmed',
+            'attribution': 'send',
+            'goal_window': dt.timedelta(days=7),
+            'goal_enrolled_sale': True,
+            })
     order = ScenarioSpec(
         key='order',
         names={'en': "New Order Placed", 'fr': "Nouvelle commande"},
@@ -220,6 +261,8 @@ def create_scenarios(config, shop_name, site, run=True):
                 activity.on = spec.on
             if spec.delay is not None:
                 activity.delay = spec.delay
+            if spec.variant_weight is not None:
+                activity.variant_weight = spec.variant_weight
             if spec.condition is not None:
                 activity.condition = encoder.encode(spec.condition)
             activity.save()
@@ -232,6 +275,8 @@ def create_scenarios(config, shop_name, site, run=True):
         scenario.model = spec.model
         scenario.domain = encoder.encode(spec.domain)
         scenario.unsubscribable = spec.unsubscribable
+        for name, value in spec.goal.items():
+            setattr(scenario, name, value)
         scenario.save()
         scenario_ids[spec.key] = scenario.id
         create_activities(scenario, spec.activities, spec.key)

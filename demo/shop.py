@@ -273,6 +273,18 @@ def sign_up_and_order(config, shop, seed=7):
     return sale
 
 
+def order_after_click(config, shop, customer_ids, seed=11):
+    "The customers order after clicking an e-mail; return the sale ids"
+    rng = random.Random(seed)
+    sales = create(config, 'sale.sale', [
+            sale_values(config, c, shop.products, rng)
+            for c in customer_ids])
+    if sales:
+        confirm(config, sales)
+    shop.orders.extend(sales)
+    return sales
+
+
 def complete_cart(config, sale_id):
     "The customer comes back and orders what is in the cart"
     confirm(config, [sale_id])

@@ -95,31 +95,118 @@ def open_action(xml_id, model=None, record_id=None):
     return page()
 
 
-def show(screen, record_id=None, view_type=None, tab=None):
-    "Select the tab of the action, the record and the type of view"
+def show(screen, record_id=None, view_type=None, tab=None, view=None):
+    """Select the tab of the action, the record and the type of view (the
+    view of the XML id if given)"""
     if tab is not None:
         screen.screen_container.notebook.set_current_page(tab)
         desktop.pump(SETTLE)
     if record_id:
         screen.current_record = screen.group.get(record_id)
-    if view_type and screen.current_view.view_type != view_type:
+    if view:
+        screen.switch_view(
+            view_type, call('ir.model.data', 'get_id', MODULE, view))
+    elif view_type and screen.current_view.view_type != view_type:
         screen.switch_view(view_type)
     screen.display()
     desktop.pump(SETTLE)
 
 
-def shoot(name, language):
-    "Save the window of the client as doc/images/NAME.LANG.png"
+def notebook(screen):
+    "The first notebook of the form"
+    from gi.repository import Gtk
+
+    def notebooks(widget):
+        if isinstance(widget, Gtk.Notebook):
+            yield widget
+        if isinstance(widget, Gtk.Container):
+            for child in widget.get_children():
+                yield from notebooks(child)
+    return next(notebooks(screen.current_view.widget))
+
+
+def select_page(screen, index):
+    "Show the page of the first notebook of the form"
+    notebook(screen).set_current_page(index)
+    desktop.pump(SETTLE)
+
+
+def scroll_down(screen):
+    "Scroll the form and its current page to their bottom"
+    from gi.repository import Gtk
+    pages = notebook(screen)
+    page = pages.get_nth_page(pages.get_current_page())
+    for scroll in [screen.current_view.scroll, page]:
+        if isinstance(scroll, Gtk.ScrolledWindow):
+            adjustment = scroll.get_vadjustment()
+            adjustment.set_value(
+                adjustment.get_upper() - adjustment.get_page_size())
+    desktop.pump(SETTLE)
+
+
+def open_wizard(xml_id, model=None, record_id=None):
+    "Run the wizard's action and return its dialog, once it shows a view"
+    from tryton.action import Action
+    from tryton.gui import Main
+    from tryton.gui.window.wizard import WizardDialog
+    action_id = call('ir.model.data', 'get_id', MODULE, xml_id)
+    data = {}
+    if record_id:
+        data = {'model': model, 'id': record_id, 'ids': [record_id]}
+    Action.execute(action_id, data)
+    for _ in range(50):
+        desktop.pump(SETTLE)
+        page = Main().get_page() or Main()
+        dialogs = [d for d in page.dialogs if isinstance(d, WizardDialog)]
+        if dialogs and dialogs[-1].screen:
+            return dialogs[-1]
+    raise RuntimeError("the wizard %s did not show" % xml_id)
+
+
+def wizard_go(wizard, state):
+    "Click the button of the wizard's dialog leading to state"
+    response, = [
+        r for r, b in wizard.response2button.items()
+        if b.attrs.get('state') == state]
+    current = wizard.state
+    wizard.response(None, response)
+    for _ in range(50):
+        desktop.pump(SETTLE)
+        if wizard.state != current and wizard.screen:
+            return
+    raise RuntimeError("the wizard did not reach %s" % state)
+
+
+def wizard_close(wizard):
+    "Close the wizard's dialog as its end button would"
+    wizard.state = wizard.end_state
+    wizard.end()
+    desktop.pump(SETTLE)
+
+
+def shoot(name, language, screen=False):
+    """Save the window of the client as doc/images/NAME.LANG.png, with the
+    dialogs over it if screen"""
     from gi.repository import Gdk, Gtk
     from tryton.gui import Main
     desktop.pump(1)
-    # No cursor nor selected text in the fields
-    focus = Main().window.get_focus()
-    if isinstance(focus, Gtk.Editable):
-        focus.select_region(0, 0)
-    Main().window.set_focus(None)
+    # No cursor nor selected text in the fields, of the dialogs too
+    try:
+        toplevels = Gtk.Window.list_toplevels()
+    except TypeError:
+        # A window of GTK's own (e.g. a tooltip) may have no class that
+        # PyGObject can give
+        toplevels = [Main().window]
+    for toplevel in toplevels:
+        focus = toplevel.get_focus()
+        if isinstance(focus, Gtk.Editable):
+            focus.select_region(0, 0)
+        toplevel.set_focus(None)
     desktop.pump(SETTLE)
-    window = Main().window.get_window()
+    if screen:
+        window = Gdk.get_default_root_window()
+    else:
+        window = Main().window.get_window()
     pixbuf = Gdk.pixbuf_get_from_window(window, 0, 0, WIDTH, HEIGHT)
     pixbuf.savev(
         os.path.join(IMAGES, '%s.%s.png' % (name, language)), 'png',
@@ -183,8 +270,48 @@ def tour(language):
 
     screen = open_action(
         'act_reporting_scenario', SCENARIO, parties_id)
-    show(screen, view_type='graph')
+    # The records and the blocked ones per day, not the block rate
+    show(screen, view_type='graph', view='reporting_scenario_view_graph_count')
     shoot('reporting_scenario_graph', language)
+
+    # The welcome e-mail: the variant A of an A/B split
+    [variant_id] = call(ACTIVITY, 'search', [
+            ('parent', '=', '%s,%s' % (SCENARIO, parties_id)),
+            ('variant_weight', '>', 0),
+            ], 0, 1, [('id', 'ASC')])
+
+    # The new features, from the scenario on parties
+    screen = open_action('act_scenario_form')
+    show(screen, tab=-1)
+    show(screen, parties_id, 'form')
+    select_page(screen, 2)
+    shoot('scenario_form_goal', language)
+
+    wizard = open_wizard('wizard_scenario_blueprint')
+    shoot('blueprint_wizard', language, screen=True)
+    wizard_close(wizard)
+
+    screen = open_action('act_activity_tree', SCENARIO, parties_id)
+    show(screen, variant_id, 'form')
+    select_page(screen, 2)
+    # Down to the comparison of the variants
+    scroll_down(screen)
+    shoot('activity_form_statistics', language)
+    select_page(screen, 0)
+
+    wizard = open_wizard('wizard_activity_preview', ACTIVITY, variant_id)
+    shoot('preview_wizard_start', language, screen=True)
+    wizard_go(wizard, 'preview')
+    shoot('preview_wizard', language, screen=True)
+    wizard_close(wizard)
+
+    screen = open_action('act_reporting_link')
+    shoot('reporting_link_list', language)
+    screen = open_action('act_reporting_variant')
+    shoot('reporting_variant_list', language)
+    screen = open_action('act_reporting_funnel')
+    show(screen, view_type='graph')
+    shoot('reporting_funnel_graph', language)
 
 
 def client(language, host, database, passfile):

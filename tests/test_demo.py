@@ -75,7 +75,7 @@ def test_demo(outbox):
     data = report.collect_report(config, list(scenario_ids.values()))
     text = '\n'.join(report.format_report(data))
 
-    assert story['deliveries'] == [60, 9], text
+    assert story['deliveries'] == [60, 11], text
     assert story['moved'] == 7, text
     assert story['completed_cart'] in the_shop.idle_carts
 
@@ -90,10 +90,29 @@ def test_demo(outbox):
     # The 36 customers of the week and the one who registered later
     assert welcome['records'] == 37
     assert welcome['unsubscribed'] == 1
-    first, = welcome['activities']
-    assert (first['records'], first['sent']) == (37, 37)
-    assert first['unsubscribed'] == 1
-    assert first['opened'] > first['clicked'] > 0
+    # An A/B split: each one gets either variant, about half and half
+    variant_a, variant_b = welcome['activities']
+    assert variant_a['records'] + variant_b['records'] == 37
+    assert variant_a['sent'] + variant_b['sent'] == 37
+    assert variant_a['unsubscribed'] == 1
+    for variant in [variant_a, variant_b]:
+        assert variant['records'] == variant['sent'] > 0
+        assert variant['opened'] > variant['clicked'] > 0
+    splits = welcome['variants']
+    assert [v['name'] for v in splits] == [
+        'Welcome e-mail A', 'Welcome e-mail B']
+    assert [v['share'] for v in splits] == [0.5, 0.5]
+    assert [v['sent'] for v in splits] == [
+        variant_a['sent'], variant_b['sent']]
+    assert splits[0]['group'] == splits[1]['group']
+    for split in splits:
+        for name in ['open', 'click', 'conversion']:
+            assert 0 <= split[name + '_rate'] <= 1
+            assert 0 < split[name + '_p_value'] <= 1
+    # Variant B's subject does better
+    assert splits[1]['click_rate'] > splits[0]['click_rate'], text
+    assert 'A/B split' in text
+    assert not cart['variants'] and not order['variants']
 
     # The 10 idle carts, not the 2 being filled now
     assert cart['records'] == 10
@@ -109,15 +128,31 @@ def test_demo(outbox):
     assert (offer['records'], offer['sent']) == (3, 3)
     assert offer['waiting'] == 7
 
-    # The 14 orders, the new customer's and the completed cart
-    assert order['records'] == 16
+    # The 14 orders, the new customer's, the completed cart and the two
+    # orders after a click on the welcome e-mail
+    assert order['records'] == 18
     first, = order['activities']
-    assert (first['records'], first['sent']) == (16, 16)
+    assert (first['records'], first['sent']) == (18, 18)
     assert first['opened'] > 0
 
-    assert data['sent'] == 69 == len(outbox)
+    assert data['sent'] == 71 == len(outbox)
     assert data['unsubscribed'] == 1
     assert 0 < first['open_rate'] <= 1
+
+    # The orders after a click convert for the welcome e-mail, the cart
+    # ordered for its reminder (or a welcome clicked later)
+    assert len(story['orders_after_click']) == 2
+    assert story['conversions'] == 3, text
+    assert welcome['conversions'] + cart['conversions'] == 3
+    assert welcome['conversions'] >= 2
+    assert welcome['revenue'] + cart['revenue'] > 0
+    assert order['conversions'] == 0 and not order['goal']
+    enrolled, sent, opened, clicked, converted, revenue, per_email = (
+        welcome['funnel'])
+    assert (enrolled, sent) == (37, 37)
+    assert opened > clicked >= converted == welcome['conversions']
+    assert revenue == welcome['revenue']
+    assert 'conversions, revenue' in text
 
     # Each customer gets the e-mails in the own language
     mails = [recipients.read_mail(p) for p in outbox.since(0)]
@@ -125,6 +160,7 @@ def test_demo(outbox):
         (m.to.endswith('.fr>'), m.language) for m in mails)
     assert set(languages) == {(False, 'en'), (True, 'fr')}, languages
     assert any(m.subject.startswith('Bienvenue chez Blue Heron Coffee, ')
+        or m.subject.endswith(', vos cafés vous attendent')
         for m in mails)
 
 
