@@ -305,18 +305,24 @@ def unsubscribe(request, pool):
     # Read the body before the transaction: a too large one is refused
     one_click = (request.method == 'POST'
         and request.form.get('List-Unsubscribe') == ONE_CLICK)
-    test_page = _test_unsubscribe(request, pool, token, one_click)
-    if test_page is not None:
+    try:
+        if request.method == 'POST':
+            # One-click keeps meaning this scenario (RFC 8058)
+            everything = (
+                not one_click and request.form.get('scope') == 'all')
+            next_url = None if one_click else single(request.args, 'next')
+            if (next_url is not None
+                    and links.redirect_location(next_url) is None):
+                next_url = None
+            return _unsubscribe(
+                request, pool, token, one_click, everything, next_url)
+        return _unsubscribe_confirm(request, pool, token)
+    except exceptions.NotFound:
+        # Only the tokens that name no record may be of a test e-mail
+        test_page = _test_unsubscribe(request, pool, token, one_click)
+        if test_page is None:
+            raise
         return test_page
-    if request.method == 'POST':
-        # One-click keeps meaning this scenario (RFC 8058)
-        everything = not one_click and request.form.get('scope') == 'all'
-        next_url = None if one_click else single(request.args, 'next')
-        if next_url is not None and links.redirect_location(next_url) is None:
-            next_url = None
-        return _unsubscribe(
-            request, pool, token, one_click, everything, next_url)
-    return _unsubscribe_confirm(request, pool, token)
 
 
 @with_hit_transaction(readonly=True)
