@@ -227,7 +227,6 @@ def plan(mails, unsubscribe=0, seed=1):
 
     The choice is random but the same at each run; those who unsubscribe
     are taken among the readers of the first activity who do not click."""
-    rng = random.Random(seed)
     result = Plan()
     by_activity = {}
     for mail in sorted(mails, key=lambda m: m.path):
@@ -235,7 +234,9 @@ def plan(mails, unsubscribe=0, seed=1):
     for key, group in by_activity.items():
         opening, clicking = BEHAVIOUR.get(key, (0.5, 0.2))
         shuffled = list(group)
-        rng.shuffle(shuffled)
+        # A generator per activity: the split of an A/B test, which the
+        # random tokens decide, changes nothing of the other activities
+        random.Random('%s:%s' % (seed, key)).shuffle(shuffled)
         n_open = round(len(group) * opening)
         n_click = min(round(len(group) * clicking), n_open)
         result.click.extend(shuffled[:n_click])
