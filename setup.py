@@ -50,6 +50,8 @@ extras_require['test'] = [
         for dep in info['extras_depend']),
     'pytest',
     'aiosmtpd',
+    # The benchmark serves trytond as in production (bench/server.py)
+    'gunicorn',
     'selenium',
     'flake8',
     'isort',

@@ -5,10 +5,11 @@
 The rows of the database are mapped to the number of their party, so that
 each check compares sets of numbers with those of workload.expectations()
 and names the first differences."""
+import datetime as dt
 from collections import Counter
 from types import SimpleNamespace
 
-from workload import party_email
+from workload import WAITING_DELAY, WAITING_NAME, party_email
 
 
 class Mismatch(Exception):
@@ -38,11 +39,13 @@ EVENT_ACTIVITIES = ['root', 'opened', 'clicked', 'not_clicked']
 class Checker:
     "Read the state of the database and compare it with the expectations"
 
-    def __init__(self, db, ids, counter, n):
+    def __init__(self, db, ids, counter, n, waiting=None):
         self.db = db
         self.ids = ids
         self.counter = counter
         self.n = n
+        # The number of waiting parties, None without their scenario
+        self.waiting = waiting
         self.record_number = {}
 
     # State of the database
@@ -129,6 +132,60 @@ class Checker:
             and len(follow_up.scheduled) == len(expect.sales),
             "sale follow-ups: %s scheduled of %s rows, %s expected",
             len(follow_up.scheduled), follow_up.rows, len(expect.sales))
+
+    def check_waiting(self):
+        """Check that each waiting party is enrolled once and still waits
+
+        In SQL, with counts: the waiting parties may be a million."""
+        from trytond.modules.marketing_automation import dialect
+        if self.waiting is None:
+            return
+        w = self.waiting
+        record = self.db.table('marketing.automation.record')
+        record_activity = self.db.table(
+            'marketing.automation.record.activity')
+        party = self.db.table('party.party')
+        email = self.db.table('ir.email')
+        scenario = self.ids['waiting_scenario']
+        root = self.ids['waiting_root']
+        (records, distinct, parties, numbers, low, high, blocked), = (
+            self.db.sql(
+                'SELECT COUNT(*), COUNT(DISTINCT r.record), COUNT(p.id), '
+                'COUNT(DISTINCT p.code_digit), MIN(p.code_digit), '
+                'MAX(p.code_digit), '
+                'SUM(CASE WHEN r.blocked THEN 1 ELSE 0 END) '
+                'FROM %s AS r LEFT JOIN %s AS p '
+                'ON r.record = %s || p.id AND p.name LIKE %%s '
+                'WHERE r.scenario = %%s' % (
+                    record, party, "'party.party,'" if dialect.is_sqlite()
+                    else "'party.party,'::varchar"),
+                (WAITING_NAME + '%', scenario)))
+        check((records, distinct, parties, numbers) == (w, w, w, w)
+            and (low, high) == ((1, w) if w else (None, None))
+            and not blocked,
+            "waiting scenario: %s records of %s distinct records and %s "
+            "distinct waiting parties (numbers %s to %s, %s blocked), %s "
+            "expected", records, distinct, numbers, low, high, blocked, w)
+        # Their only activity is the root, waiting for a month
+        later = dt.datetime.now() + WAITING_DELAY - dt.timedelta(days=1)
+        rows = self.db.sql(
+            'SELECT a.activity, a.state, a.at > %%s, COUNT(*), '
+            'COUNT(DISTINCT a.record) FROM %s AS a JOIN %s AS r '
+            'ON a.record = r.id WHERE r.scenario = %%s '
+            'GROUP BY 1, 2, 3' % (record_activity, record),
+            (later, scenario))
+        check(rows == ([(root, 'waiting', True, w, w)] if w else []),
+            "waiting scenario: record activities %s, %s waiting roots due "
+            "in a month expected", rows, w)
+        (count,), = self.db.sql(
+            'SELECT COUNT(*) FROM %s WHERE activity = %%s' % record_activity,
+            (root,))
+        check(count == w, "%s waiting roots, %s expected", count, w)
+        (archived,), = self.db.sql(
+            'SELECT COUNT(*) FROM %s '
+            'WHERE marketing_automation_activity = %%s' % email, (root,))
+        check(not archived, "%s e-mails archived for waiting parties",
+            archived)
 
     def check_root_sent(self, expect):
         root = self.states('root')

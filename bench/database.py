@@ -71,6 +71,18 @@ class Postgres:
             return [n for n, in conn.execute(
                     'SELECT datname FROM pg_database')]
 
+    def backend_pids(self, name):
+        """Return the ids of the server processes serving the clients of
+        the database
+
+        Not the autovacuum workers: when they run depends on thresholds
+        in % of the tables, not on the phase."""
+        with self.connect() as conn:
+            return [pid for pid, in conn.execute(
+                    'SELECT pid FROM pg_stat_activity '
+                    "WHERE datname = %s AND backend_type = 'client backend'",
+                    (name,))]
+
     def drop(self, name):
         with self.connect() as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
@@ -233,6 +245,12 @@ class BenchDatabase:
                 self.sqlite_path(self.name), ['', '-wal', '-shm'])
         else:
             Postgres(self.args.uri).drop(self.name)
+
+    def backend_pids(self):
+        "Return the ids of the PostgreSQL processes serving the database"
+        if self.backend != 'postgresql':
+            return []
+        return Postgres(self.args.uri).backend_pids(self.name)
 
     def remove_files(self):
         "Remove the configuration and the process logs of the run"

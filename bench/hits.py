@@ -3,14 +3,24 @@
 """The recipients' requests: pixel hits, clicks and one-click unsubscribes
 
 Each one is a real request through trytond's WSGI application, driven
-in-process by werkzeug's test client. The URLs are those of the e-mails:
-built by the module's own helpers from the tokens in the database, and
-found, tokens redacted, in the archived e-mail of each recipient."""
+in-process by werkzeug's test client or, with --server, over HTTP by the
+concurrent clients of load.py to trytond served by gunicorn (server.py).
+The URLs are those of the e-mails: built by the module's own helpers from
+the tokens in the database, and found, tokens redacted, in the archived
+e-mail of each recipient."""
 import functools
+import json
+import os
 import re
+import subprocess
+import sys
 
 from checks import Mismatch, check, check_set
+from measure import Phase, ServerCPU
+from server import HOST, VIRTUAL_HOST
 from workload import DESTINATION
+
+LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'load.py')
 
 _ADDRESS = re.compile(r'bench-(\d+)@example\.com')
 
@@ -142,3 +152,56 @@ def hit_clicks(paths):
 
 def hit_unsubscribes(paths):
     hit(paths, 'post', 200, check_plain)
+
+
+# Over HTTP
+
+def expected_answers(kind):
+    "Return the method, status, content type, location and body of kind"
+    return {
+        'pixel': ('GET', 200, 'image/gif', None, None),
+        'click': ('GET', 302, None, destination_location(), None),
+        'unsubscribe': (
+            'POST', 200, 'text/plain', None, 'List-Unsubscribe=One-Click'),
+        }[kind]
+
+
+def load(server, kind, paths, clients):
+    "Request the paths of kind from clients at once in a process of its own"
+    method, status, content_type, location, body = expected_answers(kind)
+    spec = {
+        'host': HOST, 'port': server.port, 'virtual_host': VIRTUAL_HOST,
+        'method': method, 'paths': paths, 'concurrency': clients,
+        'status': status, 'content_type': content_type,
+        'location': location, 'body': body,
+        }
+    result = subprocess.run(
+        [sys.executable, LOAD], input=json.dumps(spec),
+        capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def check_load(name, result):
+    "Check that every answer of the load was the expected one"
+    statuses = result['statuses']
+    check(not statuses.get('unexpected'),
+        "%s: %s unexpected answers (statuses %s), first: %s",
+        name, statuses.get('unexpected'), statuses, result['unexpected'])
+
+
+def load_phase(server, db, name, kind, paths, clients, note=''):
+    """Return the phase of requesting the paths over HTTP
+
+    Its CPU is that of the server's processes (the client's is in the
+    note) and its peak memory that of the server's workers."""
+    server_cpu = server.cpu()
+    with ServerCPU(db.backend_pids) as database_cpu:
+        result = load(server, kind, paths, clients)
+    cpu = server.cpu() - server_cpu
+    check_load(name, result)
+    note = ', '.join(filter(None, [
+                note, '%s clients' % clients,
+                'client CPU %.2fs' % result['cpu_seconds']]))
+    return Phase(name, len(paths), result['seconds'], server.peak_rss(),
+        note=note, cpu=cpu, database_cpu=database_cpu.seconds
+        if db.backend == 'postgresql' else None)

@@ -7,7 +7,7 @@ database, committing one-row updates on the same database, and a request
 of the pixel route that finds nothing to do."""
 import datetime as dt
 
-from hits import hit_pixels
+from hits import hit_pixels, load_phase
 from mail import flatten
 from measure import Stopwatch
 from workload import build_message
@@ -51,13 +51,26 @@ def raw_commits(db, ids):
 
 def empty_hits(db, n):
     "Hit the pixel route with unknown tokens: a transaction, no event"
-    from trytond.modules.marketing_automation import links
     count = min(max(n // 10, 300), 2000)
-    base = links.automation_base()
-    paths = [links.open_url(db.name, links.new_token())[len(base):]
-        for _ in range(count)]
+    paths = unknown_pixel_paths(db, count)
     with Stopwatch() as watch:
         hit_pixels(paths)
     return watch.phase(
         'pixel hits of unknown tokens', count,
         note='one transaction, no event')
+
+
+def unknown_pixel_paths(db, count):
+    "Return count pixel paths of well-formed tokens that name nothing"
+    from trytond.modules.marketing_automation import links
+    base = links.automation_base()
+    return [links.open_url(db.name, links.new_token())[len(base):]
+        for _ in range(count)]
+
+
+def server_floor(db, server, count, clients):
+    """Hit the pixel route of the server with unknown tokens over HTTP: the
+    floor of the hits, measured as they are"""
+    return load_phase(
+        server, db, 'pixel hits of unknown tokens', 'pixel',
+        unknown_pixel_paths(db, count), clients, note='no event')

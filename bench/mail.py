@@ -5,9 +5,15 @@
 In one process, trytond.sendmail.get_smtp_server is replaced by an object
 that serializes each message as smtplib does; when trytond-worker or
 trytond-cron processes send them, a real SMTP server on the loopback
-interface receives them."""
+interface receives them: sink.py in a process of its own, whose CPU time
+is measured apart."""
 import io
+import json
+import os
+import smtplib
 import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from email.generator import BytesGenerator
@@ -91,15 +97,56 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def loopback_sink(counter, port):
-    "Return a started SMTP server on 127.0.0.1 counting into counter"
-    # Imported once trytond is configured: the module imports its backend
-    from trytond.modules.marketing_automation.testing import SMTPSink
+class SinkProcess:
+    """The SMTP server of sink.py in a process of its own, counting the
+    recipients; it stands for a MessageCounter (total and recipients)"""
 
-    class CountingSink(SMTPSink):
+    def __init__(self, port, results):
+        self.port = port
+        self.dump_path = os.path.join(results, 'sink-%s.json' % port)
+        self.process = None
+        self.uri = 'smtp://127.0.0.1:%s' % port
 
-        async def handle_DATA(self, server, session, envelope):
-            counter.add(envelope.rcpt_tos, len(envelope.content))
-            return '250 Message accepted for delivery'
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__),
+                    'sink.py'), str(self.port), self.dump_path],
+            stdout=subprocess.PIPE)
+        if self.process.stdout.readline().strip() != b'ready':
+            raise RuntimeError("the SMTP sink did not start")
+        return self
 
-    return CountingSink(port=port).start()
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait()
+        if self.process:
+            self.process.stdout.close()
+        self.process = None
+        if os.path.exists(self.dump_path):
+            os.remove(self.dump_path)
+
+    def command(self, verb):
+        "Return the text of the sink's reply to verb"
+        with smtplib.SMTP('127.0.0.1', self.port) as server:
+            code, text = server.docmd(verb)
+        if code != 250:
+            raise RuntimeError("%s: %s %s" % (verb, code, text))
+        return text.decode()
+
+    @property
+    def total(self):
+        return int(self.command('XSTAT').split()[0])
+
+    @property
+    def size(self):
+        return int(self.command('XSTAT').split()[1])
+
+    @property
+    def recipients(self):
+        self.command('XDUMP')
+        with open(self.dump_path) as fp:
+            return Counter(json.load(fp)['recipients'])
+
+    def pids(self):
+        return [self.process.pid] if self.process else []

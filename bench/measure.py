@@ -78,15 +78,58 @@ def descendants(pid):
 
 def processes_cpu(pids):
     "Return the CPU seconds used so far by the processes (Linux)"
-    total = 0
+    return sum(cpu_by_process(pids).values())
+
+
+def cpu_by_process(pids):
+    "Return the CPU seconds used so far by each process still running"
+    result = {}
     for pid in pids:
         try:
             with open('/proc/%s/stat' % pid) as fp:
                 fields = fp.read().rsplit(')', 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf('SC_CLK_TCK')
+        result[pid] = (
+            (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK'))
+    return result
+
+
+def machine_cpu():
+    """Return the CPU seconds the machine spent busy and idle so far, over
+    all its cores (Linux)"""
+    try:
+        with open('/proc/stat') as fp:
+            ticks = [int(t) for t in fp.readline().split()[1:]]
+    except OSError:
+        return None
+    tick = os.sysconf('SC_CLK_TCK')
+    # user nice system idle iowait irq softirq steal; guests are in user
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / tick, idle / tick
+
+
+class ServerCPU:
+    """The CPU seconds of the database server's processes serving the
+    database (PostgreSQL on this machine)
+
+    The backends are those pg_stat_activity lists at the start and at the
+    end of a phase: trytond keeps its connections in a pool, so the few
+    that end meanwhile are missed, not counted twice."""
+
+    def __init__(self, backend_pids):
+        self.backend_pids = backend_pids
+        self.start = {}
+        self.seconds = None
+
+    def __enter__(self):
+        self.start = cpu_by_process(self.backend_pids())
+        return self
+
+    def __exit__(self, *exc_info):
+        end = cpu_by_process(set(self.backend_pids()) | set(self.start))
+        self.seconds = sum(
+            cpu - self.start.get(pid, 0) for pid, cpu in end.items())
 
 
 class Phase:
@@ -94,7 +137,8 @@ class Phase:
 
     def __init__(
             self, name, items, seconds, rss, note='', cpu=None,
-            other_cpu=None):
+            other_cpu=None, database_cpu=None, sink_cpu=None,
+            machine_cpu=None):
         self.name = name
         self.items = items
         self.seconds = seconds
@@ -105,6 +149,14 @@ class Phase:
         self.cpu = cpu
         # CPU time of the trytond-worker and trytond-cron processes
         self.other_cpu = other_cpu
+        # CPU time of the database server's processes (PostgreSQL): where
+        # the cost of a query growing with the tables shows
+        self.database_cpu = database_cpu
+        # CPU time of the SMTP sink's process (out of process runs)
+        self.sink_cpu = sink_cpu
+        # (busy, idle) CPU seconds of the whole machine, all cores: what
+        # the other processes of a shared machine took, what was left idle
+        self.machine_cpu = machine_cpu
 
     @property
     def rate(self):
@@ -121,6 +173,14 @@ class Phase:
             else None,
             'workers_cpu_seconds': round(self.other_cpu, 2)
             if self.other_cpu is not None else None,
+            'database_cpu_seconds': round(self.database_cpu, 2)
+            if self.database_cpu is not None else None,
+            'sink_cpu_seconds': round(self.sink_cpu, 2)
+            if self.sink_cpu is not None else None,
+            'machine_busy_cpu_seconds': round(self.machine_cpu[0], 2)
+            if self.machine_cpu else None,
+            'machine_idle_cpu_seconds': round(self.machine_cpu[1], 2)
+            if self.machine_cpu else None,
             'note': self.note,
             }
 

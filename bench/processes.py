@@ -66,12 +66,20 @@ class TrytonProcesses:
         self.wait_queue(timeout=120)
 
     def wait_queue(self, timeout=3600):
-        "Wait until the workers finished every task"
+        """Wait until the workers finished every task and handed every
+        e-mail to the SMTP server"""
         queue = self.db.table('ir.queue')
+        # The messages leave after the commit of the task that finishes it
+        record_activity = self.db.table(
+            'marketing.automation.record.activity')
         deadline = time.monotonic() + timeout
         while True:
             (pending,), = self.db.sql(
                 'SELECT COUNT(*) FROM %s WHERE finished_at IS NULL' % queue)
+            if not pending:
+                (pending,), = self.db.sql('SELECT COUNT(*) FROM %s '
+                    "WHERE email_handoff IN ('pending', 'sending')"
+                    % record_activity)
             if not pending:
                 break
             for process, _ in self.running:

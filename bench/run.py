@@ -30,6 +30,13 @@ engine: rendering the template and building the MIME message without
 database, committing one-row updates on the same database and requests
 that find nothing to do.
 
+``--server K`` drives the phase 3 over real HTTP instead: trytond runs as
+in production, ``trytond.application:app`` in K gunicorn worker processes,
+and ``--clients C`` concurrent clients (load.py, a process of its own)
+make the requests. In the same run and the same way, the floor is as many
+pixel hits of unknown tokens; the report gives the rate of each hit phase
+as a share of that floor.
+
 On PostgreSQL, ``--workers K`` runs the phases 2 and 4 on K real
 ``trytond-worker`` processes (``[queue] worker = True``) and ``--crons 2``
 runs the phases 1, 2 and 4 from two ``trytond-cron`` processes at once.
@@ -42,6 +49,7 @@ measures (measure.py, limits.py) and the report (report.py). See
 doc/benchmark.rst.
 """
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -52,10 +60,13 @@ import limits
 import workload
 from checks import Checker, Mismatch
 from database import BENCH_DIR, BenchDatabase
-from mail import InProcessSMTP, MessageCounter, free_port, loopback_sink
-from measure import Stopwatch, print_profile
+from explain import StatementRecorder, write_plans
+from mail import InProcessSMTP, MessageCounter, SinkProcess, free_port
+from measure import (
+    ServerCPU, Stopwatch, machine_cpu, print_profile, processes_cpu)
 from processes import TrytonProcesses
 from report import Run, report
+from server import TrytonServer
 
 DEFAULT_RESULTS = os.path.join(BENCH_DIR, 'results')
 
@@ -71,12 +82,15 @@ class Bench:
         self.limits = {}
         self.counter = MessageCounter()
         self.processes = TrytonProcesses(self.db)
+        self.server = None
         self.sink = None
         self.in_process_smtp = None
         self.out_of_process = bool(args.workers or args.crons)
         self.ids = {}
         self.checks = None
         self.worker_rss = None
+        self.recorder = StatementRecorder() if args.explain else None
+        self.seq_scans = None
         self.started = time.monotonic()
 
     def log(self, message, *args):
@@ -90,9 +104,10 @@ class Bench:
     def configure(self):
         "Configure trytond and start the SMTP sink the e-mails go to"
         if self.out_of_process:
-            port = free_port()
-            self.db.configure('smtp://127.0.0.1:%s' % port)
-            self.sink = loopback_sink(self.counter, port)
+            # In a process of its own, measured apart
+            self.sink = SinkProcess(free_port(), self.db.results).start()
+            self.counter = self.sink
+            self.db.configure(self.sink.uri)
         else:
             self.db.configure('smtp://in-process.invalid:25')
             self.in_process_smtp = InProcessSMTP(
@@ -102,11 +117,18 @@ class Bench:
         self.configure()
         self.db.create()
         self.db.init_pool()
-        self.ids = workload.setup_models(self.db)
+        self.ids = workload.setup_models(
+            self.db, waiting=self.args.waiting is not None)
         workload.populate(self.db, self.n, self.ids)
-        self.checks = Checker(self.db, self.ids, self.counter, self.n)
+        if self.args.waiting is not None:
+            workload.populate_waiting(self.db, self.args.waiting)
+            self.db.analyze()
+        self.checks = Checker(
+            self.db, self.ids, self.counter, self.n, self.args.waiting)
         if self.in_process_smtp:
             self.in_process_smtp.install()
+        if self.recorder:
+            self.recorder.install()
         if self.args.workers:
             self.processes.start_workers(self.args.workers)
             self.log("%s trytond-worker processes ready", self.args.workers)
@@ -121,20 +143,36 @@ class Bench:
             profile = cProfile.Profile()
         self.log("%s: %s items", name, items)
         other_cpu = self.processes.cpu()
-        with Stopwatch() as watch:
+        sink_cpu = self.sink_cpu()
+        machine = machine_cpu()
+        server_cpu = ServerCPU(self.db.backend_pids)
+        recording = (self.recorder.record(name) if self.recorder
+            else contextlib.nullcontext())
+        with server_cpu, recording, Stopwatch() as watch:
             if profile:
                 profile.enable()
             func()
             if profile:
                 profile.disable()
         other_cpu = self.processes.cpu() - other_cpu
+        sink_cpu = self.sink_cpu() - sink_cpu
+        if machine:
+            machine = tuple(e - s for s, e in zip(machine, machine_cpu()))
         phase = watch.phase(name, items, note=note,
-            other_cpu=other_cpu if self.out_of_process else None)
+            other_cpu=other_cpu if self.out_of_process else None,
+            database_cpu=server_cpu.seconds
+            if self.db.backend == 'postgresql' else None,
+            sink_cpu=sink_cpu if self.sink else None,
+            machine_cpu=machine)
         self.phases.append(phase)
         self.log("%s: %.2fs, %.0f/s", name, phase.seconds, phase.rate or 0)
         if profile:
             self.dump_profile(profile, name)
         return phase
+
+    def sink_cpu(self):
+        "Return the CPU seconds used so far by the SMTP sink's process"
+        return processes_cpu(self.sink.pids()) if self.sink else 0
 
     def dump_profile(self, profile, name):
         path = os.path.join(self.db.results, '%s-%s.prof' % (
@@ -200,8 +238,13 @@ class Bench:
         if not self.args.conversions_only:
             self.limit('render', limits.raw_render(self.db, self.n))
 
-        self.timed('enrolment', self.n + len(expect.sales), self.trigger)
+        self.timed('enrolment', self.n + len(expect.sales)
+            + (self.args.waiting or 0), self.trigger)
         checks.check_enrolment(expect)
+        checks.check_waiting()
+        if self.args.waiting is not None:
+            # As autovacuum does within a minute of the enrolment
+            self.db.analyze()
         if self.args.stop_after == 'enrolment':
             return
         if self.args.conversions_only:
@@ -214,12 +257,19 @@ class Bench:
         self.wait_messages(self.n)
         checks.check_root_sent(expect)
         checks.check_sent(expect.everyone, self.n)
+        checks.check_waiting()
+        if self.args.waiting is not None:
+            # As autovacuum does after the e-mails changed that many rows
+            self.db.analyze()
         if self.args.stop_after == 'e-mails':
             return
 
         self.limit('commit', limits.raw_commits(self.db, self.ids))
-        self.limit('empty hits', limits.empty_hits(self.db, self.n))
-        self.run_hits(expect)
+        if self.args.server:
+            self.run_server_hits(expect)
+        else:
+            self.limit('empty hits', limits.empty_hits(self.db, self.n))
+            self.run_hits(expect)
 
         workload.make_negative_due(self.db, self.ids)
         n_children = (len(expect.opened_child_done)
@@ -236,9 +286,23 @@ class Bench:
         self.wait_messages(self.n)
         checks.check_children(expect)
         checks.check_sent(expect.everyone, self.n)
+        checks.check_waiting()
         self.run_conversions(expect)
+        checks.check_waiting()
         self.log("all counts checked")
         self.worker_rss = self.processes.peak_rss()
+        if self.recorder:
+            self.explain()
+
+    def explain(self):
+        "EXPLAIN the statements of the phases and write their plans"
+        self.recorder.uninstall()
+        plans, rows = self.recorder.explain(self.db)
+        self.seq_scans = write_plans(plans, rows, self.args.explain,
+            'Plans of the statements of the phases: %s, N=%s, W=%s' % (
+                self.db.name, self.n, self.args.waiting or 0))
+        self.log("%s plans written to %s, %s with a sequential scan of a "
+            "big table", len(plans), self.args.explain, len(self.seq_scans))
 
     def run_hits(self, expect):
         "Time the pixel hits, the clicks and the unsubscribes"
@@ -267,6 +331,50 @@ class Bench:
         hits.hit_clicks(clicks[:repeat])
         hits.hit_unsubscribes(unsubscribes[:repeat])
         checks.check_events_unchanged(before)
+
+    def start_server(self):
+        self.server = TrytonServer(self.db, self.args.server, free_port())
+        self.server.start()
+        self.log("trytond served by %s gunicorn workers on port %s",
+            self.args.server, self.server.port)
+
+    def run_server_hits(self, expect):
+        """Time the floor, the pixel hits, the clicks and the unsubscribes
+        over HTTP from concurrent clients"""
+        checks = self.checks
+        clients = self.args.clients
+        paths = hits.recipient_paths(self.db, self.ids, expect)
+        pixels = [paths[i][0] for i in sorted(expect.pixel)]
+        if self.args.fault == 'lost-hit':
+            pixels.pop()
+        clicks = [paths[i][1] for i in sorted(expect.click)]
+        unsubscribes = [paths[i][2] for i in sorted(expect.blocked)]
+        self.start_server()
+        self.limit('empty hits', limits.server_floor(
+                self.db, self.server, len(pixels), clients))
+
+        def phase(name, kind, paths):
+            self.log("%s: %s items over HTTP", name, len(paths))
+            phase = hits.load_phase(
+                self.server, self.db, name, kind, paths, clients)
+            self.phases.append(phase)
+            self.log("%s: %.2fs, %.0f/s", name, phase.seconds, phase.rate)
+
+        phase('pixel hits', 'pixel', pixels)
+        checks.check_pixel_hits(expect)
+        phase('clicks', 'click', clicks)
+        checks.check_clicks(expect)
+        phase('unsubscribes', 'unsubscribe', unsubscribes)
+        checks.check_unsubscribes(expect)
+
+        before = checks.events_snapshot()
+        repeat = max(len(pixels) // 100, 5)
+        for kind, some in [('pixel', pixels), ('click', clicks),
+                ('unsubscribe', unsubscribes)]:
+            hits.check_load('repeated %s' % kind, hits.load(
+                    self.server, kind, some[:repeat], clients))
+        checks.check_events_unchanged(before)
+        self.server.stop()
 
     def run_conversions(self, expect):
         "Time the conversions of the sales confirmed after the e-mails"
@@ -303,7 +411,11 @@ class Bench:
                     'conversion_rate', 'revenue', 'revenue_per_email'])
 
     def cleanup(self):
+        if self.recorder:
+            self.recorder.uninstall()
         self.processes.stop()
+        if self.server:
+            self.server.stop()
         if self.sink:
             self.sink.stop()
         if self.in_process_smtp:
@@ -319,7 +431,7 @@ class Bench:
     def report(self):
         return report(Run(
                 self.args, self.db.name, self.phases, self.limits,
-                self.worker_rss))
+                self.worker_rss, seq_scans=self.seq_scans))
 
 
 def parse_args(argv=None):
@@ -333,6 +445,16 @@ def parse_args(argv=None):
         '-n', type=int, default=10000,
         help="the number of parties (1,000 to 100,000; default 10,000)")
     parser.add_argument(
+        '--waiting', type=int, metavar='W',
+        help="also enrol W parties (up to 900,000) in a scenario of their "
+        "own whose root e-mail waits a month; 0 creates the scenario only "
+        "(the reference run of a comparison)")
+    parser.add_argument(
+        '--explain', metavar='FILE',
+        help="record the SQL statements of the phases run in this process, "
+        "EXPLAIN them at the end and write the plans to FILE; a "
+        "sequential scan of a big table fails a target (PostgreSQL)")
+    parser.add_argument(
         '--json', metavar='FILE', help="write the figures to FILE")
     parser.add_argument(
         '--workers', type=int, default=0, choices=[0, 1, 2],
@@ -342,6 +464,13 @@ def parse_args(argv=None):
         '--crons', type=int, default=0, choices=[0, 2],
         help="run trigger and process from two trytond-cron processes at "
         "once (PostgreSQL)")
+    parser.add_argument(
+        '--server', type=int, default=0, metavar='K',
+        help="make the hits over HTTP to trytond.application:app served by "
+        "K gunicorn worker processes, and measure their floor the same way")
+    parser.add_argument(
+        '--clients', type=int, default=32, metavar='C',
+        help="the concurrent HTTP clients of --server (default 32)")
     parser.add_argument(
         '--database', help="the database name (default: bench_<n>)")
     parser.add_argument(
@@ -394,6 +523,12 @@ def parse_args(argv=None):
     lower = 20 if args.small else 1000
     if not lower <= args.n <= 100000 or args.n % 20:
         parser.error("N must be a multiple of 20 from %s to 100,000" % lower)
+    if args.waiting is not None and not 0 <= args.waiting <= 900000:
+        parser.error("W must be from 0 to 900,000")
+    if args.explain and args.backend != 'postgresql':
+        parser.error("--explain needs PostgreSQL")
+    if args.server < 0 or args.clients < 1:
+        parser.error("K must be positive and C at least 1")
     if (args.workers or args.crons) and args.backend != 'postgresql':
         parser.error("--workers and --crons need PostgreSQL")
     return args

@@ -83,6 +83,13 @@ def party_email(i):
     return 'bench-%s@example.com' % i
 
 
+# The parties of --waiting W: enrolled in a scenario of their own whose
+# root e-mail waits a month, so that they only weigh on the tables
+WAITING_NAME = 'Bench Waiting '
+WAITING_EMAIL = 'bench-waiting-%s@example.com'
+WAITING_DELAY = dt.timedelta(days=30)
+
+
 def expectations(n):
     "Return the sets of party numbers each check expects"
     numbers = range(1, n + 1)
@@ -107,8 +114,9 @@ def expectations(n):
         )
 
 
-def setup_models(db):
-    """Create the company, the scenarios, their activities and the crons
+def setup_models(db, waiting=False):
+    """Create the company, the scenarios, their activities and the crons,
+    and the scenario of the waiting parties if waiting
 
     Return the ids of what the benchmark refers to."""
     from trytond.transaction import Transaction
@@ -121,6 +129,8 @@ def setup_models(db):
     with Transaction().start(db.name, admin_id) as transaction:
         ids = create_company(db.pool)
         ids.update(create_scenarios(db.pool))
+        if waiting:
+            ids.update(create_waiting_scenario(db.pool))
         ids.update(create_crons(db.pool))
         transaction.commit()
     return ids
@@ -200,6 +210,29 @@ def create_scenarios(pool):
         }
 
 
+def create_waiting_scenario(pool):
+    "Create the scenario of the waiting parties: an e-mail a month later"
+    from trytond.pyson import PYSONEncoder
+    Scenario = pool.get('marketing.automation.scenario')
+    Activity = pool.get('marketing.automation.activity')
+    scenario, = Scenario.create([{
+                'name': "Bench later",
+                'model': 'party.party',
+                'domain': PYSONEncoder().encode(
+                    [('name', 'like', WAITING_NAME + '%')]),
+                }])
+    root, = Activity.create([{
+                'name': "Later",
+                'parent': str(scenario),
+                'action': 'send_email',
+                'email_title': TITLE,
+                'email_template': TEMPLATE,
+                'delay': WAITING_DELAY,
+                }])
+    Scenario.run([scenario])
+    return {'waiting_scenario': scenario.id, 'waiting_root': root.id}
+
+
 def create_crons(pool):
     "Stop every cron; give trigger and process two copies each, far ahead"
     # Only the crons of the benchmark run, when it says so
@@ -268,6 +301,49 @@ def populate(db, n, ids):
                 SALE_EVERY))
     db.log("%s parties, e-mail addresses and %s sales inserted in %.1fs",
         n, n // SALE_EVERY, time.perf_counter() - start)
+
+
+def populate_waiting(db, w):
+    """Insert the w waiting parties and their e-mail address in SQL
+
+    After the N parties of the workload: their ids come after."""
+    from trytond.modules.marketing_automation import dialect
+    from trytond.transaction import Transaction
+    if not w:
+        return
+    now = dt.datetime.now()
+    if dialect.is_sqlite():
+        series = (
+            'WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL '
+            'SELECT i + 1 FROM seq WHERE i < %d) ' % w)
+        source = 'seq'
+    else:
+        series = ''
+        source = 'generate_series(1, %d) AS seq(i)' % w
+    party = db.table('party.party')
+    mechanism = db.table('party.contact_mechanism')
+    email = "'%s' || code_digit || '%s'" % tuple(
+        WAITING_EMAIL.split('%s'))
+    start = time.perf_counter()
+    with Transaction().start(db.name, 0) as transaction:
+        cursor = transaction.connection.cursor()
+        cursor.execute(db.paramstyle(
+                series + 'INSERT INTO %s '
+                '(name, code, code_alnum, code_digit, active, '
+                'create_uid, create_date) '
+                "SELECT %%s || i, 'BENCHW' || i, 'BENCHW' || i, "
+                'i, %%s, 0, %%s FROM %s' % (party, source)),
+            (WAITING_NAME, True, now))
+        cursor.execute(db.paramstyle(
+                'INSERT INTO %s '
+                '(party, type, value, value_compact, active, sequence, '
+                'create_uid, create_date) '
+                "SELECT id, 'email', %s, %s, %%s, 10, 0, %%s "
+                'FROM %s WHERE name LIKE %%s' % (
+                    mechanism, email, email, party)),
+            (True, now, WAITING_NAME + '%'))
+    db.log("%s waiting parties and e-mail addresses inserted in %.1fs",
+        w, time.perf_counter() - start)
 
 
 def confirm_sales(db, n, ids):

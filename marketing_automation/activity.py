@@ -575,9 +575,12 @@ class Activity(ModelSQL, ModelView):
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
         Record = pool.get('marketing.automation.record')
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
         record_activity = RecordActivity.__table__()
         record = Record.__table__()
         activity = cls.__table__()
+        pruned = PrunedStatistics.__table__()
+        pruned_counters = set(PrunedStatistics.counters())
         cursor = Transaction().connection.cursor()
 
         def count_if(condition):
@@ -623,6 +626,15 @@ class Activity(ModelSQL, ModelView):
             for activity_id, *values in cursor:
                 counts[activity_id] = {
                     n: v or 0 for n, v in zip(columns, values)}
+            pruned_columns = [n for n in columns if n in pruned_counters]
+            cursor.execute(*pruned.select(
+                    pruned.activity,
+                    *(Sum(getattr(pruned, n)) for n in pruned_columns),
+                    where=fields.SQL_OPERATORS['in'](pruned.activity, ids),
+                    group_by=pruned.activity))
+            for activity_id, *values in cursor:
+                for name, value in zip(pruned_columns, values):
+                    counts[activity_id][name] += value or 0
 
         result = {name: {} for name in names}
         for activity in activities:
@@ -647,8 +659,10 @@ class Activity(ModelSQL, ModelView):
     def get_trends(cls, activities, names):
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
         record_activity = RecordActivity.__table__()
         activity = cls.__table__()
+        pruned = PrunedStatistics.__table__()
         computes = {
             'email_open_rate_trend': lambda s, o, k: rate(o, s),
             'email_click_rate_trend': lambda s, o, k: rate(k, s),
@@ -670,7 +684,11 @@ class Activity(ModelSQL, ModelView):
                     condition=record_activity.activity == activity.id),
                 record_activity.activity, record_activity.at,
                 aggregates, computes[name], ids,
-                where=email_sent_where(record_activity, activity))
+                where=email_sent_where(record_activity, activity),
+                pruned=(pruned, pruned.activity, pruned.date, [
+                        Sum(pruned.email_sent), Sum(pruned.email_opened),
+                        Sum(pruned.email_clicked)],
+                    pruned.email_sent > 0))
             for name in names}
 
     def match(self, record, reader=None):

@@ -5,7 +5,7 @@ e-mail addresses, honoured by every scenario at enrolment and at send
 time."""
 import datetime as dt
 
-from sql import Literal
+from sql import Literal, Null
 from sql.functions import CurrentTimestamp, Lower
 
 import trytond.config as config
@@ -181,6 +181,10 @@ class Suppression(ModelSQL, ModelView):
             ('email_unique', Unique(t, t.email),
                 'marketing_automation.msg_suppression_email_unique'),
             ]
+        # Deleting a record activity clears the link of its suppression
+        cls._sql_indexes.add(
+            Index(t, (t.record_activity, Index.Range()),
+                where=t.record_activity != Null))
         cls._order = [('date', 'DESC NULLS LAST'), ('id', 'DESC')]
 
     @classmethod

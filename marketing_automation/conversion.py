@@ -20,6 +20,7 @@ from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
 from . import dialect, engine
+from .retention import retention_cutoff
 from .statistics import email_sent_where, rate
 
 # The sale states reaching each goal state
@@ -167,8 +168,10 @@ class Scenario(metaclass=PoolMeta):
         pool = Pool()
         Conversion = pool.get('marketing.automation.conversion')
         Record = pool.get('marketing.automation.record')
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
         conversion = Conversion.__table__()
         record = Record.__table__()
+        pruned = PrunedStatistics.__table__()
         cursor = Transaction().connection.cursor()
         ids = [s.id for s in scenarios]
         counts, revenues, records = {}, {}, {}
@@ -182,6 +185,16 @@ class Scenario(metaclass=PoolMeta):
             for scenario_id, count, revenue in cursor:
                 counts[scenario_id] = count
                 revenues[scenario_id] = revenue
+            cursor.execute(*pruned.select(
+                    pruned.scenario, Sum(pruned.conversion_count),
+                    Sum(pruned.conversion_amount),
+                    where=_IN(pruned.scenario, sub_ids)
+                    & (pruned.kind == 'conversion'),
+                    group_by=[pruned.scenario]))
+            for scenario_id, count, revenue in cursor:
+                counts[scenario_id] = counts.get(scenario_id, 0) + count
+                revenues[scenario_id] = (
+                    revenues.get(scenario_id) or 0) + (revenue or 0)
             if 'conversion_rate' in names:
                 cursor.execute(*record.select(
                         record.scenario, Count(record.id),
@@ -260,6 +273,8 @@ class Conversion(ModelSQL, ModelView):
                 Index(t, (t.activity, Index.Range()),
                     (t.date, Index.Range())),
                 Index(t, (t.record, Index.Range())),
+                # Deleting a record activity deletes its conversions
+                Index(t, (t.record_activity, Index.Range())),
                 })
         cls._order.insert(0, ('date', 'DESC'))
 
@@ -395,6 +410,10 @@ class Conversion(ModelSQL, ModelView):
         # look soon after each change
         date = Coalesce(sale.write_date, sale.create_date)
         where = sale.state.in_(GOAL_STATES[scenario.goal_state])
+        cutoff = retention_cutoff()
+        if cutoff is not None:
+            # Its conversion may have been pruned: it would count twice
+            where &= sale.create_date >= cutoff
         if sale_ids is not None:
             where &= _IN(sale.id, sale_ids)
         elif scenario.conversion_checked:

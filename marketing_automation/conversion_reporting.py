@@ -37,36 +37,41 @@ class _ConversionReporting(_Reporting):
     _counts = ['enrolled', 'sent', 'opened', 'clicked', 'converted', 'amount']
 
     @classmethod
-    def _branch(cls, from_, key, uid, date, counts, where):
+    def _branch(cls, from_, key, uid, date, counts, where, day=False):
         """Return the query of from_ grouped by key and period with the
-        counts (SQL expressions by name, summed)"""
+        counts (SQL expressions by name, summed); day tells if date is a
+        column of dates"""
         period = cls._period_date(date)
+        period_where = (cls._period_where_day(date) if day
+            else cls._period_where(date))
         return from_.select(
             key.as_('key'),
             period.as_('date'),
             Min(uid).as_('uid'),
             *(Sum(counts[n]).as_(n) if n in counts else Literal(0).as_(n)
                 for n in cls._counts),
-            where=where & cls._period_where(date),
+            where=where & period_where,
             group_by=[key, period.as_('date')])
 
     @classmethod
-    def _sent_and_converted(cls, sent_key, conversion_key):
+    def _sent_and_converted(cls, sent_key, conversion_key, pruned_key):
         """Return the branches of the sent e-mails (dated when sent) and of
-        the conversions (dated when found)"""
+        the conversions (dated when found), and of their pruned counts"""
         pool = Pool()
         Activity = pool.get('marketing.automation.activity')
         RecordActivity = pool.get('marketing.automation.record.activity')
         Conversion = pool.get('marketing.automation.conversion')
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
         record_activity = RecordActivity.__table__()
         activity = Activity.__table__()
         conversion = Conversion.__table__()
+        pruned = PrunedStatistics.__table__()
         sent = cls._branch(
             record_activity.join(activity,
                 condition=activity.id == record_activity.activity),
             sent_key(record_activity, activity),
             # Unique across the union: the id of a row of each table
-            record_activity.id * 3 + 1,
+            record_activity.id * 4 + 1,
             record_activity.at, {
                 'sent': Literal(1),
                 'opened': _flag(record_activity.email_opened == Literal(True)),
@@ -76,13 +81,28 @@ class _ConversionReporting(_Reporting):
             email_sent_where(record_activity, activity)
             & (record_activity.at != Null))
         converted = cls._branch(
-            conversion, conversion_key(conversion), conversion.id * 3 + 2,
+            conversion, conversion_key(conversion), conversion.id * 4 + 2,
             conversion.date, {
                 'converted': Literal(1),
                 'amount': Coalesce(conversion.amount, 0),
                 },
             Literal(True))
-        return [sent, converted]
+        pruned_sent = cls._branch(
+            pruned, pruned_key(pruned), pruned.id * 4 + 3, pruned.date, {
+                'sent': pruned.email_sent,
+                'opened': pruned.email_opened,
+                'clicked': pruned.email_clicked,
+                },
+            (pruned.kind == 'record_activity') & (pruned.date != Null)
+            & (pruned.email_sent > 0),
+            day=True)
+        pruned_converted = cls._branch(
+            pruned, pruned_key(pruned), pruned.id * 4 + 3, pruned.date, {
+                'converted': pruned.conversion_count,
+                'amount': pruned.conversion_amount,
+                },
+            pruned.kind == 'conversion', day=True)
+        return [sent, converted, pruned_sent, pruned_converted]
 
     @classmethod
     def _grouped(cls, key, branches, *columns):
@@ -120,7 +140,8 @@ class ActivityConversionReporting(ActivityActionMixin, _ConversionReporting):
         return cls._grouped('activity',
             cls._sent_and_converted(
                 lambda record_activity, activity: record_activity.activity,
-                lambda conversion: conversion.activity),
+                lambda conversion: conversion.activity,
+                lambda pruned: pruned.activity),
             lambda u: as_float(cls._ratio(
                     as_float(Sum(u.converted)), Sum(u.sent))).as_(
                 'conversion_rate'))
@@ -146,7 +167,7 @@ class FunnelReporting(_ConversionReporting):
         Record = pool.get('marketing.automation.record')
         record = Record.__table__()
         enrolled = cls._branch(
-            record, record.scenario, record.id * 3, record.create_date,
+            record, record.scenario, record.id * 4, record.create_date,
             {'enrolled': Literal(1)}, Literal(True))
 
         def as_float(expression):
@@ -154,7 +175,8 @@ class FunnelReporting(_ConversionReporting):
         return cls._grouped('scenario',
             [enrolled] + cls._sent_and_converted(
                 lambda record_activity, activity: activity.scenario,
-                lambda conversion: conversion.scenario),
+                lambda conversion: conversion.scenario,
+                lambda pruned: pruned.scenario),
             lambda u: cls.record_count.sql_cast(Sum(u.enrolled)).as_(
                 'record_count'),
             lambda u: cls.email_opened.sql_cast(Sum(u.opened)).as_(
@@ -197,6 +219,13 @@ class VariantReporting(metaclass=PoolMeta):
         return super().proportions() + [
             ('conversion', 'conversion_count', 'email_sent'),
             ]
+
+    @classmethod
+    def pruned_measures(cls, pruned):
+        return {
+            **super().pruned_measures(pruned),
+            'conversion_count': pruned.email_converted,
+            }
 
     @classmethod
     def measures(cls, record_activity, activity):

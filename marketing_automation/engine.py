@@ -10,11 +10,13 @@ call these functions; the engine only reaches the models through their
 tables and the two extension points of the activity (``match_records``
 and ``run_action``)."""
 import datetime as dt
+import functools
 from collections import defaultdict, namedtuple
 
-from sql import Literal, Null
+from sql import Cast, Literal, Null, With
+from sql.conditionals import Case, Coalesce
 from sql.functions import CurrentTimestamp
-from sql.operators import Exists
+from sql.operators import Concat, Exists
 
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
@@ -27,6 +29,7 @@ from trytond.transaction import Transaction, without_check_access
 
 from . import dialect, pacing, variants
 from .links import new_token
+from .statements import execute, param
 
 RECORD = 'marketing.automation.record'
 RECORD_ACTIVITY = 'marketing.automation.record.activity'
@@ -119,18 +122,24 @@ def schedule_roots(scenario, after_record_id):
         Literal(False), Literal(0), Literal(Transaction().user),
         dialect.now()]
     everyone, groups = variant_groups(scenario.activities)
+    on_conflict = dialect.insert_on_conflict_nothing(table)
     for activity in everyone:
         at = now + (activity.delay or dt.timedelta())
+        where = (record.scenario == scenario.id) & (
+            record.id > after_record_id)
+        if not on_conflict:
+            where &= ~Exists(table.select(Literal(1),
+                    where=(table.record == record.id)
+                    & (table.activity == activity.id)))
+        # Else the unique index skips the duplicates row by row: an
+        # anti-join may hash all the rows of the activity for each batch,
+        # as the planner does on the statistics of a table still filling
         cursor.execute(*table.insert(
                 _insert_columns(table),
                 record.select(
                     record.id, Literal(activity.id), Literal(at), *defaults,
-                    where=(record.scenario == scenario.id)
-                    & (record.id > after_record_id)
-                    & ~Exists(table.select(Literal(1),
-                            where=(table.record == record.id)
-                            & (table.activity == activity.id)))),
-                on_conflict=dialect.insert_on_conflict_nothing(table)))
+                    where=where),
+                on_conflict=on_conflict))
     for key, members in groups.items():
         _schedule_root_variants(scenario, after_record_id, key, members, now)
 
@@ -693,12 +702,25 @@ def requeue(ids, handoff, note=None):
 
 # Events
 
+def _sent():
+    "Return the condition of the record activities whose e-mail was sent"
+    table = _table(RECORD_ACTIVITY)
+    activity = _table(ACTIVITY)
+    sends_email = activity.select(
+        activity.id, where=activity.action == 'send_email')
+    return table, (table.state == 'done') & table.activity.in_(sends_email)
+
+
 def fire(ids, events):
     "Set the events on the sent e-mails of ids and make their children due"
+    now = dialect.schedule_time()
+    if len(ids) == 1:
+        _fire_one(ids[0], events, now)
+        clear_cache()
+        return
     table = _table(RECORD_ACTIVITY)
     activity = _table(ACTIVITY)
     cursor = _cursor()
-    now = dialect.schedule_time()
     # In SQL with few statements: each open or click of an e-mail is a
     # request of its own
     sends_email = activity.select(
@@ -745,6 +767,113 @@ def fire(ids, events):
     clear_cache()
 
 
+def _fire_one(id_, events, now):
+    """fire for the one record activity of a request in few statements:
+    each one is a round trip to the database server"""
+    cursor = _cursor()
+    if dialect.returning_supported():
+        execute(cursor, ('fire', tuple(events)),
+            functools.partial(_fire_with_children, events),
+            id=id_, now=now, user=Transaction().user)
+        return
+    execute(cursor, 'fire read', _fire_read, id=id_)
+    row = cursor.fetchone()
+    if not row:
+        return
+    activity_id, record_id, opened, clicked = row
+    were_set = {'email_opened': opened, 'email_clicked': clicked}
+    fired = [e for e in events if not were_set[e]]
+    if not fired:
+        return
+    execute(cursor, ('fire', tuple(fired)),
+        functools.partial(_fire_update, fired, False), id=id_, now=now)
+    children = children_of([activity_id])[activity_id]
+    _one_record_children_due(
+        record_id, [c for c in children if c.event in fired], now)
+
+
+def _fire_with_children(events):
+    """Return the statement that sets the flags of the events on one record
+    activity and makes the children of the events it set due, cancelling
+    the negative ones (RETURNING and data-modifying WITH)"""
+    fired = With('activity', 'record', *events,
+        query=_fire_update(events, True))
+    activity = _table(ACTIVITY)
+    on_event = None
+    for event in events:
+        fired_event = (activity.event == event) & ~getattr(fired, event)
+        on_event = fired_event if on_event is None else on_event | fired_event
+    children = With('id', 'negative', 'delay', 'record',
+        query=fired.join(activity, condition=activity.parent == Concat(
+                    Cast(Literal(ACTIVITY + ','), 'VARCHAR'),
+                    Cast(fired.activity, 'VARCHAR'))
+                ).select(
+            activity.id, Coalesce(activity.negative, Literal(False)),
+            activity.delay, fired.record, where=on_event))
+    due = _table(RECORD_ACTIVITY)
+    cancelled = _table(RECORD_ACTIVITY)
+    make_due = With(query=due.update(
+            [due.at, due.write_date],
+            [param('now') + Coalesce(children.delay, dt.timedelta()),
+                CurrentTimestamp()],
+            from_=[children],
+            where=(due.record == children.record)
+            & (due.activity == children.id) & ~children.negative
+            & (due.state == 'waiting') & (due.at == Null),
+            returning=[due.id]))
+    cancel = With(query=cancelled.update(
+            [cancelled.state, cancelled.write_date, cancelled.write_uid],
+            ['cancelled', CurrentTimestamp(), param('user')],
+            from_=[children],
+            where=(cancelled.record == children.record)
+            & (cancelled.activity == children.id) & children.negative
+            & (cancelled.state == 'waiting'),
+            returning=[cancelled.id]))
+    return fired.select(
+        fired.record, with_=[fired, children, make_due, cancel])
+
+
+def _fire_read():
+    table, sent = _sent()
+    return table.select(
+        table.activity, table.record, table.email_opened,
+        table.email_clicked, where=(table.id == param('id')) & sent)
+
+
+def _fire_update(events, returning):
+    """Return the UPDATE setting the flags of the events on one record
+    activity; with returning, only where one was not set, giving back the
+    activity, the record and whether each flag was set before"""
+    table, sent = _sent()
+    columns, values = [table.write_date], [CurrentTimestamp()]
+    where = table.id == param('id')
+    if not returning:
+        for event in events:
+            columns += [getattr(table, event), getattr(table, event + '_date')]
+            values += [Literal(True), param('now')]
+        return table.update(columns, values, where=where)
+    # The row as it was before the update: the flags the update changed
+    # are those that were not set (a concurrent update of the row fails
+    # with a serialization error in repeatable read and is retried)
+    before = _table(RECORD_ACTIVITY)
+    not_set = []
+    for event in events:
+        column = getattr(table, event)
+        date_column = getattr(table, event + '_date')
+        unset = (column == Null) | (column == Literal(False))
+        not_set.append(unset)
+        columns += [column, date_column]
+        values += [Literal(True),
+            Case((unset, param('now')), else_=date_column)]
+    any_unset = not_set[0]
+    for unset in not_set[1:]:
+        any_unset |= unset
+    return table.update(columns, values, from_=[before],
+        where=where & (before.id == table.id) & sent & any_unset,
+        returning=[table.activity, table.record] + [
+            Coalesce(getattr(before, e), Literal(False)) for e in events])
+
+
 def _event_children_due(by_activity, event, now):
     "Make due the children waiting for the event; cancel its negatives"
     table = _table(RECORD_ACTIVITY)
@@ -766,6 +895,51 @@ def _event_children_due(by_activity, event, now):
                         & (table.activity == child.id)
                         & (table.state == 'waiting')
                         & (table.at == Null)))
+
+
+def _one_record_children_due(record_id, children, now):
+    """_event_children_due for one record: one statement makes the children
+    due and cancels the negative ones"""
+    due = [c for c in children if not c.negative]
+    cancel = [c.id for c in children if c.negative]
+    if not due and not cancel:
+        return
+    values = {'record': record_id, 'user': Transaction().user}
+    for i, child in enumerate(due):
+        values['due%s' % i] = child.id
+        values['at%s' % i] = now + (child.delay or dt.timedelta())
+    for i, child_id in enumerate(cancel):
+        values['cancel%s' % i] = child_id
+    execute(_cursor(), ('children', len(due), len(cancel)),
+        functools.partial(_children_update, len(due), len(cancel)),
+        **values)
+
+
+def _children_update(due, cancel):
+    "Return the UPDATE of _one_record_children_due"
+    table = _table(RECORD_ACTIVITY)
+    due_ids = [param('due%s' % i) for i in range(due)]
+    cancel_ids = [param('cancel%s' % i) for i in range(cancel)]
+    columns, values = [table.write_date], [CurrentTimestamp()]
+    matches = []
+    if due:
+        columns.append(table.at)
+        values.append(Case(*((table.activity == d, param('at%s' % i))
+                    for i, d in enumerate(due_ids)), else_=table.at))
+        matches.append(table.activity.in_(due_ids) & (table.at == Null))
+    if cancel:
+        cancelled = table.activity.in_(cancel_ids)
+        columns += [table.state, table.write_uid]
+        values += [
+            Case((cancelled, 'cancelled'), else_=table.state),
+            Case((cancelled, param('user')), else_=table.write_uid)]
+        matches.append(cancelled)
+    match = matches[0]
+    for other in matches[1:]:
+        match |= other
+    return table.update(columns, values,
+        where=(table.record == param('record'))
+        & (table.state == 'waiting') & match)
 
 
 def children_of(activity_ids):

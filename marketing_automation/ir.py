@@ -23,6 +23,8 @@ class Cron(metaclass=PoolMeta):
                     "Process Marketing Activities"),
                 ('marketing.automation.record.activity|recover_handoffs',
                     "Recover Interrupted Marketing E-mails"),
+                ('marketing.automation.statistics.pruned|prune',
+                    "Prune Old Marketing Data"),
                 ])
 
 

@@ -3,7 +3,7 @@
 import datetime as dt
 from collections import defaultdict
 
-from sql import Literal
+from sql import Literal, Null
 from sql.functions import CurrentTimestamp
 from sql.operators import Concat
 
@@ -57,6 +57,16 @@ class Record(TokenMixin, ModelSQL, ModelView):
             cls._token_constraint(
                 'marketing_automation.msg_record_uuid_unique'),
             ]
+        cls._sql_indexes.update({
+                # The statistics and the funnel of a period read its
+                # records only
+                Index(t, (t.create_date, Index.Range()),
+                    (t.scenario, Index.Equality())),
+                # The roots are scheduled for the records enrolled after
+                # the last id of the previous batch
+                Index(t, (t.scenario, Index.Equality()),
+                    (t.id, Index.Range())),
+                })
         cls._buttons.update({
                 'block': {
                     'invisible': Bool(Eval('blocked')),
@@ -296,8 +306,11 @@ class RecordActivity(
                 'marketing_automation.msg_record_activity_uuid_unique'),
             ]
         cls._sql_indexes.update({
+                # The due ones; without those waiting for an event, which
+                # the planner would scan whole, on stale statistics, to
+                # find the child of an opened e-mail
                 Index(t, (t.at, Index.Range()), (t.id, Index.Range()),
-                    where=t.state == 'waiting'),
+                    where=(t.state == 'waiting') & (t.at != Null)),
                 # The recovery and the review look for the few e-mails whose
                 # hand-off is unfinished
                 Index(t, (t.email_handoff, Index.Equality()),
@@ -305,6 +318,10 @@ class RecordActivity(
                     where=t.email_handoff.in_(
                         ['pending', 'sending', 'interrupted'])),
                 Index(t, (t.record, Index.Range())),
+                # The statistics and the funnel of a period read what was
+                # done in it, not what waits
+                Index(t, (t.at, Index.Range()), (t.activity, Index.Equality()),
+                    where=t.state == 'done'),
                 })
         cls._order = [('at', 'DESC NULLS FIRST'), ('id', 'DESC')]
         cls._transitions |= {

@@ -4,8 +4,8 @@ import datetime as dt
 from collections import defaultdict
 
 from dateutil.relativedelta import relativedelta
-from sql import Literal, Null
-from sql.aggregate import Count, Min, Sum
+from sql import Literal, Null, Union
+from sql.aggregate import Count, Max, Min, Sum
 from sql.conditionals import Case, Coalesce, NullIf
 from sql.operators import Concat
 
@@ -83,6 +83,19 @@ class _Reporting(ModelSQL, ModelView):
         if to_date:
             where &= date_column < dt.datetime.combine(
                 to_date + dt.timedelta(days=1), dt.time())
+        return where
+
+    @classmethod
+    def _period_where_day(cls, day_column):
+        "Return the condition of _period_where on a column of dates"
+        context = Transaction().context
+        where = Literal(True)
+        # Compared with dates, as SQLite compares the text of a date with
+        # that of a datetime
+        if context.get('from_date'):
+            where &= day_column >= context['from_date']
+        if context.get('to_date'):
+            where &= day_column <= context['to_date']
         return where
 
     @classmethod
@@ -185,55 +198,105 @@ class ActivityReporting(ActivityActionMixin, _Reporting):
         "Click-Through Rate", digits=(1, 4),
         help="The share of the e-mails opened with a link clicked.")
 
+    # The counts summed per activity and period, from the record
+    # activities and from the pruned statistics
+    _counts = [
+        'record_count', 'record_count_skipped',
+        *('record_count_skipped_' + g for g in SKIP_REASON_GROUPS),
+        'record_count_skipped_other', 'email_sent', 'email_bounced',
+        'email_opened', 'email_clicked']
+
     @classmethod
     def table_query(cls):
+        union = Union(cls._record_activity_counts(), cls._pruned_counts(),
+            all_=True)
+        counts = {
+            n: getattr(cls, n).sql_cast(Sum(getattr(union, n)))
+            for n in cls._counts}
+        ratio = cls._ratio
+
+        def as_float(expression):
+            return cls.email_open_rate.sql_cast(expression)
+        sent, opened, clicked = (
+            counts['email_sent'], counts['email_opened'],
+            counts['email_clicked'])
+        return union.select(
+            Min(union.id).as_('id'),
+            union.activity.as_('activity'),
+            union.date.as_('date'),
+            *(c.as_(n) for n, c in counts.items()),
+            as_float(ratio(as_float(opened), sent)).as_('email_open_rate'),
+            as_float(ratio(as_float(clicked), sent)).as_('email_click_rate'),
+            as_float(ratio(as_float(clicked), opened)).as_(
+                'email_click_through_rate'),
+            group_by=[union.activity, union.date])
+
+    @classmethod
+    def _record_activity_counts(cls):
+        "Return the query of the counts of the record activities"
         pool = Pool()
         Activity = pool.get('marketing.automation.activity')
         RecordActivity = pool.get('marketing.automation.record.activity')
         table = RecordActivity.__table__()
         activity = Activity.__table__()
         date = cls._period_date(table.at)
-        count = Count(table.id)
         sent_where = email_sent_where(table, activity)
-        sent = _count_true(sent_where)
-        opened = _count_true(
-            sent_where & (table.email_opened == Literal(True)))
-        clicked = _count_true(
-            sent_where & (table.email_clicked == Literal(True)))
         skipped_where = email_skipped_where(table)
-        skipped = {
-            group: _count_true(skipped_where & fields.SQL_OPERATORS['in'](
-                    table.skip_reason, reasons))
-            for group, reasons in SKIP_REASON_GROUPS.items()}
-        skipped_other = _count_true(skipped_where & (
-                (table.skip_reason == Null)
-                | ~fields.SQL_OPERATORS['in'](table.skip_reason, [
-                        r for g in SKIP_REASON_GROUPS.values() for r in g])))
-        ratio = cls._ratio
-
-        def as_float(expression):
-            return cls.email_open_rate.sql_cast(expression)
+        counts = {
+            'record_count': Count(table.id),
+            'record_count_skipped': _count_true(skipped_where),
+            **{'record_count_skipped_' + g: _count_true(
+                    skipped_where & fields.SQL_OPERATORS['in'](
+                        table.skip_reason, reasons))
+                for g, reasons in SKIP_REASON_GROUPS.items()},
+            'record_count_skipped_other': _count_true(skipped_where & (
+                    (table.skip_reason == Null)
+                    | ~fields.SQL_OPERATORS['in'](table.skip_reason, [
+                            r for g in SKIP_REASON_GROUPS.values()
+                            for r in g]))),
+            'email_sent': _count_true(sent_where),
+            'email_bounced': _count_true(
+                table.email_bounced == Literal(True)),
+            'email_opened': _count_true(
+                sent_where & (table.email_opened == Literal(True))),
+            'email_clicked': _count_true(
+                sent_where & (table.email_clicked == Literal(True))),
+            }
+        # Unique across the union: the id of a row of each table
         return table.join(activity, condition=table.activity == activity.id
             ).select(
-            Min(table.id).as_('id'),
+            (Min(table.id) * 2).as_('id'),
             table.activity.as_('activity'),
             date.as_('date'),
-            count.as_('record_count'),
-            _count_true(skipped_where).as_('record_count_skipped'),
-            *(c.as_('record_count_skipped_' + g) for g, c in skipped.items()),
-            skipped_other.as_('record_count_skipped_other'),
-            sent.as_('email_sent'),
-            _count_true(table.email_bounced == Literal(True)).as_(
-                'email_bounced'),
-            opened.as_('email_opened'),
-            clicked.as_('email_clicked'),
-            as_float(ratio(as_float(opened), sent)).as_('email_open_rate'),
-            as_float(ratio(as_float(clicked), sent)).as_('email_click_rate'),
-            as_float(ratio(as_float(clicked), opened)).as_(
-                'email_click_through_rate'),
+            *(counts[n].as_(n) for n in cls._counts),
             where=(table.state == 'done') & (table.at != Null)
             & cls._period_where(table.at),
             group_by=[table.activity, date.as_('date')])
+
+    @classmethod
+    def _pruned_counts(cls):
+        "Return the query of the counts of the pruned record activities"
+        pool = Pool()
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
+        pruned = PrunedStatistics.__table__()
+        date = cls._period_date(pruned.date)
+        counts = {
+            n: Sum(getattr(pruned, n)) for n in cls._counts
+            if n != 'record_count_skipped_other'}
+        counts['record_count_skipped_other'] = Sum(
+            pruned.record_count_skipped - sum(
+                (getattr(pruned, 'record_count_skipped_' + g)
+                    for g in SKIP_REASON_GROUPS), Literal(0)))
+        return pruned.select(
+            (Min(pruned.id) * 2 + 1).as_('id'),
+            pruned.activity.as_('activity'),
+            date.as_('date'),
+            *(counts[n].as_(n) for n in cls._counts),
+            # Those of the record activities not done count nothing here
+            where=(pruned.kind == 'record_activity') & (pruned.date != Null)
+            & (pruned.record_count > 0)
+            & cls._period_where_day(pruned.date),
+            group_by=[pruned.activity, date.as_('date')])
 
 
 class LinkReporting(_Reporting):
@@ -258,22 +321,35 @@ class LinkReporting(_Reporting):
         LinkClick = pool.get('marketing.automation.link.click')
         click = LinkClick.__table__()
         date = cls._period_date(click.date)
-        context = Transaction().context
-        where = Literal(True)
-        # The day of the clicks is a date: compared with dates, as SQLite
-        # compares the text of a date with that of a datetime
-        if context.get('from_date'):
-            where &= click.date >= context['from_date']
-        if context.get('to_date'):
-            where &= click.date <= context['to_date']
-        return click.select(
-            Min(click.id).as_('id'),
+        where = cls._period_where_day(click.date)
+        clicks = click.select(
+            (Min(click.id) * 2).as_('id'),
             click.activity.as_('activity'),
             click.url.as_('url'),
             date.as_('date'),
             Count(click.id).as_('clicks'),
             where=where,
             group_by=[click.activity, click.url, date.as_('date')])
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
+        pruned = PrunedStatistics.__table__()
+        pruned_date = cls._period_date(pruned.date)
+        pruned_clicks = pruned.select(
+            (Min(pruned.id) * 2 + 1).as_('id'),
+            pruned.activity.as_('activity'),
+            pruned.url.as_('url'),
+            pruned_date.as_('date'),
+            Sum(pruned.clicks).as_('clicks'),
+            where=(pruned.kind == 'link_click')
+            & cls._period_where_day(pruned.date),
+            group_by=[pruned.activity, pruned.url, pruned_date.as_('date')])
+        union = Union(clicks, pruned_clicks, all_=True)
+        return union.select(
+            Min(union.id).as_('id'),
+            union.activity.as_('activity'),
+            union.url.as_('url'),
+            union.date.as_('date'),
+            cls.clicks.sql_cast(Sum(union.clicks)).as_('clicks'),
+            group_by=[union.activity, union.url, union.date])
 
 
 class VariantReporting(ModelSQL, ModelView):
@@ -374,12 +450,24 @@ class VariantReporting(ModelSQL, ModelView):
             }
 
     @classmethod
+    def pruned_measures(cls, pruned):
+        """Return the columns of the pruned statistics adding to the counted
+        fields, by name"""
+        return {
+            'email_sent': pruned.email_sent,
+            'email_opened': pruned.email_opened,
+            'email_clicked': pruned.email_clicked,
+            }
+
+    @classmethod
     def table_query(cls):
         pool = Pool()
         Activity = pool.get('marketing.automation.activity')
         RecordActivity = pool.get('marketing.automation.record.activity')
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
         activity = Activity.__table__()
         table = RecordActivity.__table__()
+        pruned = PrunedStatistics.__table__()
         # As variants.group_key builds it
         negative = ((activity.negative == Literal(True))
             & (activity.event != Null))
@@ -387,18 +475,36 @@ class VariantReporting(ModelSQL, ModelView):
             Concat(Concat(activity.parent, '|'), Coalesce(activity.event, '')),
             Case((negative, '_not'), else_=''))
         measures = cls.measures(table, activity)
-        return activity.join(
-            table, 'LEFT', condition=table.activity == activity.id
-            ).select(
-            activity.id.as_('id'),
-            activity.id.as_('activity'),
-            activity.scenario.as_('scenario'),
-            group_key.as_('variant_group'),
-            activity.variant_weight.as_('weight'),
-            *(Coalesce(e, 0).as_(n) for n, e in measures.items()),
-            where=activity.variant_weight > 0,
-            group_by=[activity.id, activity.scenario, activity.parent,
-                activity.event, activity.negative, activity.variant_weight])
+        pruned_columns = cls.pruned_measures(pruned)
+        pruned_measures = pruned.select(
+            pruned.activity.as_('activity'),
+            *(Sum(c).as_(n) for n, c in pruned_columns.items()),
+            where=pruned.kind == 'record_activity',
+            group_by=[pruned.activity])
+
+        def measure(name, expression):
+            if name not in pruned_columns:
+                return Coalesce(expression, 0)
+            # One row of pruned measures per activity, joined to each of
+            # its record activities
+            return (Coalesce(expression, 0)
+                + Coalesce(Max(getattr(pruned_measures, name)), 0))
+        return (activity
+            .join(table, 'LEFT', condition=table.activity == activity.id)
+            .join(pruned_measures, 'LEFT',
+                condition=pruned_measures.activity == activity.id)
+            .select(
+                activity.id.as_('id'),
+                activity.id.as_('activity'),
+                activity.scenario.as_('scenario'),
+                group_key.as_('variant_group'),
+                activity.variant_weight.as_('weight'),
+                *(getattr(cls, n).sql_cast(measure(n, e)).as_(n)
+                    for n, e in measures.items()),
+                where=activity.variant_weight > 0,
+                group_by=[activity.id, activity.scenario, activity.parent,
+                    activity.event, activity.negative,
+                    activity.variant_weight]))
 
     def get_group(self, name):
         activity = self.activity

@@ -1,6 +1,8 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
-from trytond.model import fields
+from sql.conditionals import Coalesce
+
+from trytond.model import Index, fields
 from trytond.pool import Pool, PoolMeta
 
 from .mixin import MarketingAutomationMixin
@@ -8,6 +10,14 @@ from .mixin import MarketingAutomationMixin
 
 class Sale(MarketingAutomationMixin, metaclass=PoolMeta):
     __name__ = 'sale.sale'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        # The conversions read the sales changed since their last run
+        cls._sql_indexes.add(
+            Index(t, (Coalesce(t.write_date, t.create_date), Index.Range())))
 
     def get_marketing_party(self, name):
         return self.party.id if self.party else None

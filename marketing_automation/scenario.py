@@ -284,9 +284,11 @@ class Scenario(Workflow, ModelSQL, ModelView):
         Record = pool.get('marketing.automation.record')
         RecordActivity = pool.get('marketing.automation.record.activity')
         Activity = pool.get('marketing.automation.activity')
+        PrunedStatistics = pool.get('marketing.automation.statistics.pruned')
         record = Record.__table__()
         record_activity = RecordActivity.__table__()
         activity = Activity.__table__()
+        pruned = PrunedStatistics.__table__()
         cursor = Transaction().connection.cursor()
 
         counts = defaultdict(int)
@@ -314,6 +316,12 @@ class Scenario(Workflow, ModelSQL, ModelView):
                         & email_sent_where(record_activity, activity),
                         group_by=activity.scenario))
                 sent.update(cursor)
+                cursor.execute(*pruned.select(
+                        pruned.scenario, Sum(pruned.email_sent),
+                        where=fields.SQL_OPERATORS['in'](pruned.scenario, ids),
+                        group_by=pruned.scenario))
+                for scenario_id, pruned_sent in cursor:
+                    sent[scenario_id] += pruned_sent or 0
         if 'record_count' in names:
             for scenario in scenarios:
                 if scenario.state == 'draft' and scenario.model:

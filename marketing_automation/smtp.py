@@ -4,10 +4,10 @@ import logging
 
 import trytond.config as config
 from trytond.pool import Pool
-from trytond.sendmail import SMTPDataManager, send_message
+from trytond.sendmail import SMTPDataManager
 from trytond.transaction import Transaction
 
-from . import dialect
+from . import dialect, pipelining
 
 logger = logging.getLogger(__name__)
 RECORD_ACTIVITY = 'marketing.automation.record.activity'
@@ -110,8 +110,8 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         if self._server is None:
             return str(self.error)
         try:
-            server = send_message(
-                msg, from_addr, to_addrs, server=self._server, strict=True)
+            self._server = pipelining.send_message(
+                msg, from_addr, to_addrs, self._server)
         except Exception as exception:
             logger.warning(
                 "fail to send email of record activity %s",
@@ -119,8 +119,6 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
             self._server = None
             self._reconnect()
             return str(exception)
-        if server:
-            self._server = server
 
     def _quit(self):
         if self._server is not None:

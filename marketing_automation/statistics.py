@@ -57,17 +57,30 @@ def email_skipped_where(record_activity):
             | (record_activity.email_handoff != 'interrupted')))
 
 
-def daily_trend(table, key, date, aggregates, compute, ids, where=None):
+def daily_trend(
+        table, key, date, aggregates, compute, ids, where=None, pruned=None):
     """Return {id: sparkline} of compute(*aggregates) per day
 
-    over the last TREND_DAYS days, with one grouped query per slice of ids"""
+    over the last TREND_DAYS days, with one grouped query per slice of ids;
+    pruned is (table, key, day, aggregates, where) of the pruned statistics
+    whose aggregates are added to those of table (day is a date column)"""
     cursor = Transaction().connection.cursor()
     today = dt.date.today()
     start = dt.datetime.combine(
         today - dt.timedelta(days=TREND_DAYS - 1), dt.time())
     day = DateTrunc('day', date)
-    values = defaultdict(dict)
+    sums = defaultdict(dict)
+
+    def add(rows):
+        for key_id, day_value, *row in rows:
+            # SQLite returns text, PostgreSQL a datetime
+            day_key = str(day_value)[:10]
+            previous = sums[key_id].get(day_key)
+            if previous:
+                row = [(a or 0) + (b or 0) for a, b in zip(previous, row)]
+            sums[key_id][day_key] = row
     for sub_ids in grouped_slice(ids, MAX_QUERY_PARAMS):
+        sub_ids = list(sub_ids)
         condition = fields.SQL_OPERATORS['in'](key, sub_ids) & (date >= start)
         if where is not None:
             condition &= where
@@ -76,12 +89,21 @@ def daily_trend(table, key, date, aggregates, compute, ids, where=None):
                 key, day.as_('day'), *aggregates,
                 where=condition,
                 group_by=[key, day.as_('day')]))
-        for key_id, day_value, *row in cursor:
-            # SQLite returns text, PostgreSQL a datetime
-            values[key_id][str(day_value)[:10]] = compute(*row)
+        add(cursor)
+        if pruned is not None:
+            (pruned_table, pruned_key, pruned_day, pruned_aggregates,
+                pruned_where) = pruned
+            cursor.execute(*pruned_table.select(
+                    pruned_key, pruned_day, *pruned_aggregates,
+                    where=fields.SQL_OPERATORS['in'](pruned_key, sub_ids)
+                    & (pruned_day >= start.date()) & pruned_where,
+                    group_by=[pruned_key, pruned_day]))
+            add(cursor)
     days = [
         (start.date() + dt.timedelta(days=i)).isoformat()
         for i in range(TREND_DAYS)]
     return {
-        i: sparkline([values[i].get(d, 0) for d in days]) if values[i] else ''
+        i: sparkline([
+                compute(*sums[i][d]) if d in sums[i] else 0 for d in days])
+        if sums[i] else ''
         for i in ids}

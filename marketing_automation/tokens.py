@@ -8,6 +8,7 @@ from trytond.transaction import Transaction
 
 from . import dialect
 from .links import new_token
+from .statements import execute, param
 
 
 class TokenMixin:
@@ -52,9 +53,12 @@ class TokenMixin:
         # One indexed query: a public route runs it for every hit
         if not token or not isinstance(token, str):
             return None
-        table = cls.__table__()
+
+        def build():
+            table = cls.__table__()
+            return table.select(
+                table.id, where=table.uuid == param('token'), limit=1)
         cursor = Transaction().connection.cursor()
-        cursor.execute(*table.select(
-                table.id, where=table.uuid == token, limit=1))
+        execute(cursor, ('from_token', cls.__name__), build, token=token)
         row = cursor.fetchone()
         return cls(row[0]) if row else None
