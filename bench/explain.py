@@ -8,10 +8,10 @@ is kept once per text, the lists of parameters folded into one: the
 sample kept is the one with the most values, as a batch runs it.  At
 the end, after an ANALYZE as autovacuum would run, each one is EXPLAINed
 (without ANALYZE: nothing runs) with its own parameters.  The failures
-are the sequential scans of the tables that grow with the records (from
-MIN_ROWS rows), but those whose filter keeps most of the table, as a
-statement reading most rows must (e.g. the funnel of the month when all
-the records entered this month)."""
+are the sequential scans (or whole index reads) of the tables that grow
+with the records (from MIN_ROWS rows), but those whose filter keeps most
+of the table, as a statement reading most rows must (e.g. the funnel of
+the month when all the records entered this month)."""
 import re
 from collections import namedtuple
 
@@ -26,7 +26,7 @@ BIG_TABLES = {
     'marketing_automation_suppression',
     'party_party',
     'party_contact_mechanism',
-    'party_party_unsubscribed_marketing_automation_scenario',
+    'party_party-unsubscribed-marketing_automation_scenario',
     'ir_email',
     'sale_sale',
     }
@@ -36,11 +36,13 @@ _ROWS = re.compile(r'\(%s(?:, %s)*\)(?:\s*,\s*\(%s(?:, %s)*\))+')
 _SPACES = re.compile(r'\s+')
 # A sequential scan, or an index read whole (no condition on it)
 _SCAN = re.compile(r'(Seq Scan|Index Scan using \S+|Index Only Scan using \S+)'
-    r' on (\w+).*? rows=(\d+)')
+    r' on "?([\w-]+)"?.*? rows=(\d+)')
 _WORKERS = re.compile(r'Workers Planned: (\d+)')
+_TOTAL_COST = re.compile(r'cost=[\d.]+\.\.([\d.]+)')
 _ARRAY = re.compile(r"'\{([^{}']*)\}'")
-# Below this many rows, a sequential scan is the right plan
-MIN_ROWS = 1000
+# Below this many rows (about a millisecond to read), a sequential scan
+# is as good as a few hundred lookups by index: the planner may choose it
+MIN_ROWS = 10000
 # A scan whose filter keeps this share of the table reads what the
 # statement needs
 MOST = 0.5
@@ -59,15 +61,34 @@ def normalize(query):
 
 def details(lines, number):
     "Return the lines of the details of the node of the plan at number"
-    indent = len(lines[number]) - len(lines[number].lstrip(' -> '))
     result = []
     for line in lines[number + 1:]:
         stripped = line.lstrip()
         if (stripped.startswith('->')
-                or len(line) - len(stripped) <= indent):
+                or len(line) - len(stripped) <= indent(lines[number])):
             break
         result.append(stripped)
     return result
+
+
+def indent(line):
+    return len(line) - len(line.lstrip(' -> '))
+
+
+def stops_early(lines, number):
+    """Tell if the node at number is read by a merge join that the planner
+    expects to stop before most of it is read (the other side ends
+    first): its cost is below that share of the node's"""
+    for line in reversed(lines[:number]):
+        if indent(line) < indent(lines[number]) and '->' in line or (
+                indent(line) == 0):
+            if 'Merge' not in line:
+                return False
+            parent = _TOTAL_COST.search(line)
+            node = _TOTAL_COST.search(lines[number])
+            return bool(parent and node
+                and float(parent.group(1)) < MOST * float(node.group(1)))
+    return False
 
 
 def seq_scans(plan, rows):
@@ -84,8 +105,9 @@ def seq_scans(plan, rows):
         scan, table, estimate = match.groups()
         estimate = int(estimate)
         node = details(plan.lines, number)
-        if scan != 'Seq Scan' and any(
-                l.startswith('Index Cond:') for l in node):
+        if scan != 'Seq Scan' and (
+                any(l.startswith('Index Cond:') for l in node)
+                or stops_early(plan.lines, number)):
             continue
         if 'Parallel' in line:
             # The estimate is that of each process

@@ -350,8 +350,11 @@ class Bench:
         clicks = [paths[i][1] for i in sorted(expect.click)]
         unsubscribes = [paths[i][2] for i in sorted(expect.blocked)]
         self.start_server()
-        self.limit('empty hits', limits.server_floor(
-                self.db, self.server, len(pixels), clients))
+        # The floor is measured before and after the hits, and the faster
+        # run is kept: a floor measured while the machine was busy would
+        # flatter the hits
+        floors = [limits.server_floor(
+                self.db, self.server, len(pixels), clients)]
 
         def phase(name, kind, paths):
             self.log("%s: %s items over HTTP", name, len(paths))
@@ -364,6 +367,9 @@ class Bench:
         checks.check_pixel_hits(expect)
         phase('clicks', 'click', clicks)
         checks.check_clicks(expect)
+        floors.append(limits.server_floor(
+                self.db, self.server, len(pixels), clients))
+        self.limit('empty hits', max(floors, key=lambda p: p.rate))
         phase('unsubscribes', 'unsubscribe', unsubscribes)
         checks.check_unsubscribes(expect)
 

@@ -42,6 +42,15 @@ def worker_exit(server, worker):
 """
 
 
+def control_socket_options():
+    "Return the options disabling the control socket of recent gunicorns"
+    # Shared by the servers of the runs at the same time, in $HOME
+    from gunicorn.config import KNOWN_SETTINGS
+    if any(s.name == 'control_socket_disable' for s in KNOWN_SETTINGS):
+        return ['--no-control-socket']
+    return []
+
+
 class TrytonServer:
     "Start, wait for, measure and stop trytond under gunicorn"
 
@@ -59,13 +68,13 @@ class TrytonServer:
         env = dict(os.environ,
             TRYTOND_CONFIG=self.db.config_file,
             TRYTOND_DATABASE_NAMES=self.db.name)
-        options = []
+        options = control_socket_options()
         if os.environ.get('BENCH_SERVER_PROFILE'):
             hooks = os.path.join(
                 self.db.results, '%s-profile.py' % self.db.name)
             with open(hooks, 'w') as fp:
                 fp.write(PROFILE_HOOKS % (self.db.results, self.db.name))
-            options = ['--config', hooks]
+            options += ['--config', hooks]
         self.process = subprocess.Popen([
                 os.path.join(BIN_DIR, 'gunicorn'),
                 '--workers', str(self.processes),

@@ -9,7 +9,7 @@ the release of the connections of short transactions."""
 import datetime as dt
 from contextlib import contextmanager
 
-from sql import Cast, Conflict, Literal
+from sql import Cast, Conflict, Expression, Literal, Select
 from sql.aggregate import Max
 from sql.functions import CurrentTimestamp, DateTrunc, Function, Lower
 
@@ -40,6 +40,16 @@ class _GenRandomUUID(Function):
 class _Date(Function):
     __slots__ = ()
     _function = 'DATE'
+
+
+class _Unnest(Function):
+    __slots__ = ()
+    _function = 'UNNEST'
+
+
+class _SetConfig(Function):
+    __slots__ = ()
+    _function = 'SET_CONFIG'
 
 
 def is_sqlite():
@@ -89,6 +99,50 @@ def insert_on_conflict_nothing(table):
     "Return the on_conflict of an INSERT that skips duplicates, if any"
     if Transaction().database.has_insert_on_conflict():
         return Conflict(table)
+
+
+def bulk_rows(rows, types):
+    """Return the rows of an INSERT as the statement takes them
+
+    types gives the SQL type of each column; a column whose value is an SQL
+    expression must have the same in every row.  On PostgreSQL the rows
+    become a SELECT of one array per column that changes from row to row,
+    unnested: psycopg parses the text of a statement of thousands of
+    parameters in Python, which costs more than PostgreSQL inserting the
+    rows.  Elsewhere they are the rows themselves."""
+    if is_sqlite() or len(rows) < 2:
+        return rows
+    values = [[r[i] for r in rows] for i in range(len(types))]
+    varying = [not isinstance(v[0], Expression)
+        and any(x != v[0] for x in v) for v in values]
+    if not any(varying):
+        # The same row many times: one array gives their number
+        varying[next(i for i, v in enumerate(values)
+                if not isinstance(v[0], Expression))] = True
+    columns = []
+    for column, type_, varies in zip(values, types, varying):
+        if varies:
+            columns.append(_Unnest(Cast(column, type_ + '[]')))
+        elif isinstance(column[0], Expression):
+            columns.append(column[0])
+        else:
+            # Typed: a parameter of NULL would be text
+            columns.append(Cast(Literal(column[0]), type_))
+    return Select(columns)
+
+
+def asynchronous_commit():
+    """Return the SQL expression that lets the transaction commit without
+    waiting for its WAL to be flushed, or None where it does not apply
+
+    Select it in a statement of the transaction (PostgreSQL's
+    synchronous_commit set locally): a crash of the database server may
+    lose the last fraction of a second of such commits, never part of
+    one."""
+    if is_sqlite():
+        return None
+    return _SetConfig(
+        Literal('synchronous_commit'), Literal('off'), Literal(True))
 
 
 def returning_supported():

@@ -112,6 +112,11 @@ def _insert_columns(table):
         table.tries, table.create_uid, table.create_date]
 
 
+# The SQL types of the _insert_columns
+_INSERT_TYPES = ['INTEGER', 'INTEGER', 'TIMESTAMP', 'VARCHAR', 'VARCHAR',
+    'BOOLEAN', 'BOOLEAN', 'INTEGER', 'INTEGER', 'TIMESTAMP']
+
+
 def schedule_roots(scenario, after_record_id):
     "Create the root activities of the scenario's records after the id"
     table = _table(RECORD_ACTIVITY)
@@ -240,7 +245,7 @@ def schedule_children(by_activity):
                         0, transaction.user, now]
                     for i in sub_ids]
                 cursor.execute(*table.insert(
-                        columns, values,
+                        columns, dialect.bulk_rows(values, _INSERT_TYPES),
                         on_conflict=dialect.insert_on_conflict_nothing(
                             table)))
 
@@ -772,8 +777,10 @@ def _fire_one(id_, events, now):
     each one is a round trip to the database server"""
     cursor = _cursor()
     if dialect.returning_supported():
-        execute(cursor, ('fire', tuple(events)),
-            functools.partial(_fire_with_children, events),
+        durable = config.getboolean(
+            'marketing', 'automation_durable_events', default=False)
+        execute(cursor, ('fire', tuple(events), durable),
+            functools.partial(_fire_with_children, events, durable),
             id=id_, now=now, user=Transaction().user)
         return
     execute(cursor, 'fire read', _fire_read, id=id_)
@@ -792,10 +799,13 @@ def _fire_one(id_, events, now):
         record_id, [c for c in children if c.event in fired], now)
 
 
-def _fire_with_children(events):
+def _fire_with_children(events, durable=True):
     """Return the statement that sets the flags of the events on one record
     activity and makes the children of the events it set due, cancelling
-    the negative ones (RETURNING and data-modifying WITH)"""
+    the negative ones (RETURNING and data-modifying WITH)
+
+    Unless durable, the transaction that sets a flag commits without
+    waiting for the disk."""
     fired = With('activity', 'record', *events,
         query=_fire_update(events, True))
     activity = _table(ACTIVITY)
@@ -829,8 +839,14 @@ def _fire_with_children(events):
             & (cancelled.activity == children.id) & children.negative
             & (cancelled.state == 'waiting'),
             returning=[cancelled.id]))
-    return fired.select(
-        fired.record, with_=[fired, children, make_due, cancel])
+    columns = [fired.record]
+    relaxed = None if durable else dialect.asynchronous_commit()
+    if relaxed is not None:
+        # An open or a click is one commit per request: waiting for the
+        # disk halves their rate, and a crash of the database server
+        # losing the last of them loses statistics, not consent
+        columns.append(relaxed)
+    return fired.select(*columns, with_=[fired, children, make_due, cancel])
 
 
 def _fire_read():

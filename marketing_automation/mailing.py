@@ -293,16 +293,19 @@ def archive(emails):
         'marketing_automation_activity', 'marketing_automation_record']
     columns = [getattr(email, n) for n in names] + [
         email.create_uid, email.create_date]
+    types = ['VARCHAR'] * 5 + ['INTEGER'] * 3 + [None]
     for sub in grouped_slice(emails, MAX_QUERY_PARAMS // len(columns)):
         sub = list(sub)
         rows = [[e[n] for n in names] + [user, CurrentTimestamp()]
             for e in sub]
         ids = dict(dialect.insert_returning(
-                cursor, email, columns, rows, email.message_id))
+                cursor, email, columns, dialect.bulk_rows(rows, types),
+                email.message_id))
         addresses = [[ids[e['message_id']], a, user, CurrentTimestamp()]
             for e in sub for a in e['addresses']]
         if addresses:
             cursor.execute(*address.insert(
                     [address.email, address.address, address.create_uid,
                         address.create_date],
-                    addresses))
+                    dialect.bulk_rows(
+                        addresses, ['INTEGER', 'VARCHAR', 'INTEGER', None])))

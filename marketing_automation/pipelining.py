@@ -22,7 +22,8 @@ from trytond.url import host
 
 logger = logging.getLogger(__name__)
 
-_PERIOD = re.compile(br'(?m)^\.')
+# An address smtplib.quoteaddr would give back as it is, between <>
+_PLAIN_ADDRESS = re.compile(r'[^\s<>()",;:\\\[\]@]+@[^\s<>()",;:\\\[\]@]+')
 # The headers smtplib's send_message reads or removes before sending
 _RESENT_OR_BCC = ['Bcc', 'Resent-Bcc', 'Resent-Date']
 
@@ -30,7 +31,8 @@ _RESENT_OR_BCC = ['Bcc', 'Resent-Bcc', 'Resent-Date']
 def send_message(msg, from_addr, to_addrs, server):
     """Send msg on the connection as trytond.sendmail.send_message does
     with strict; return the connection to use for the next messages"""
-    if not msg['Message-ID']:
+    # Reading a header parses it: testing its presence does not
+    if 'Message-ID' not in msg:
         msg['Message-ID'] = make_msgid(domain=host())
     if 'Date' not in msg:
         msg['Date'] = formatdate()
@@ -73,6 +75,24 @@ def _flatten(msg):
         return buffer.getvalue()
 
 
+def _quote(address):
+    "Return the address of an envelope as smtplib.quoteaddr does"
+    if _PLAIN_ADDRESS.fullmatch(address):
+        # quoteaddr parses it as a header: ten times slower
+        return '<%s>' % address
+    return smtplib.quoteaddr(address)
+
+
+def _data(data):
+    "Return the data of the message with its dots doubled and the end"
+    data = data.replace(b'\n.', b'\n..')
+    if data.startswith(b'.'):
+        data = b'.' + data
+    if not data.endswith(b'\r\n'):
+        data += b'\r\n'
+    return data + b'.\r\n'
+
+
 def _send_pipelined(server, msg, from_addr, to_addrs):
     """Send the message in two round trips; return the refused recipients
     or raise as smtplib's sendmail does"""
@@ -80,9 +100,8 @@ def _send_pipelined(server, msg, from_addr, to_addrs):
     options = ''
     if server.has_extn('size'):
         options = ' SIZE=%d' % len(data)
-    commands = ['MAIL FROM:%s%s' % (smtplib.quoteaddr(from_addr), options)]
-    commands.extend(
-        'RCPT TO:%s' % smtplib.quoteaddr(a) for a in to_addrs)
+    commands = ['MAIL FROM:%s%s' % (_quote(from_addr), options)]
+    commands.extend('RCPT TO:%s' % _quote(a) for a in to_addrs)
     commands.append('DATA')
     server.send(('\r\n'.join(commands) + '\r\n').encode('ascii'))
     mail_reply = server.getreply()
@@ -107,10 +126,7 @@ def _send_pipelined(server, msg, from_addr, to_addrs):
         if not accepted:
             raise smtplib.SMTPRecipientsRefused(refused)
         raise smtplib.SMTPDataError(*data_reply)
-    data = _PERIOD.sub(b'..', data)
-    if not data.endswith(b'\r\n'):
-        data += b'\r\n'
-    server.send(data + b'.\r\n')
+    server.send(_data(data))
     code, text = server.getreply()
     if code != 250:
         if code == 421:

@@ -312,9 +312,10 @@ class RecordActivity(
                 Index(t, (t.at, Index.Range()), (t.id, Index.Range()),
                     where=(t.state == 'waiting') & (t.at != Null)),
                 # The recovery and the review look for the few e-mails whose
-                # hand-off is unfinished
+                # hand-off is unfinished.  Without write_date, which the
+                # events set: an update that changes no indexed column can
+                # stay on its page (HOT) and leaves the indexes alone
                 Index(t, (t.email_handoff, Index.Equality()),
-                    (t.write_date, Index.Range()),
                     where=t.email_handoff.in_(
                         ['pending', 'sending', 'interrupted'])),
                 Index(t, (t.record, Index.Range())),

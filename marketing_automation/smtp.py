@@ -7,7 +7,8 @@ from trytond.pool import Pool
 from trytond.sendmail import SMTPDataManager
 from trytond.transaction import Transaction
 
-from . import dialect, pipelining
+from . import dialect
+from .pipelining import send_message
 
 logger = logging.getLogger(__name__)
 RECORD_ACTIVITY = 'marketing.automation.record.activity'
@@ -110,8 +111,8 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         if self._server is None:
             return str(self.error)
         try:
-            self._server = pipelining.send_message(
-                msg, from_addr, to_addrs, self._server)
+            self._server = send_message(
+                msg, from_addr, to_addrs, server=self._server)
         except Exception as exception:
             logger.warning(
                 "fail to send email of record activity %s",

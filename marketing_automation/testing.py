@@ -20,20 +20,32 @@ class SMTPSink:
     Messages are parsed with the default policy; `on_message` is called with
     each raw message when given (e.g. to write it to a file).  `senders`
     keeps the envelope sender of each recipient; with `return_path` the
-    messages get it as a Return-Path header, as a delivering MTA adds it."""
+    messages get it as a Return-Path header, as a delivering MTA adds it.
+    It advertises PIPELINING, as the usual relays do, unless `pipelining`
+    is false."""
 
-    def __init__(self, port=None, on_message=None, return_path=False):
+    def __init__(self, port=None, on_message=None, return_path=False,
+            pipelining=True):
         self.port = port or free_port()
         self.messages = []
         self.senders = {}
         self.on_message = on_message
         self.return_path = return_path
+        self.pipelining = pipelining
         self._lock = threading.Lock()
         self._controller = None
 
     @property
     def uri(self):
         return 'smtp://127.0.0.1:%s' % self.port
+
+    async def handle_EHLO(self, server, session, envelope, hostname,
+            responses):
+        session.host_name = hostname
+        if self.pipelining:
+            # aiosmtpd reads the pipelined commands in their order
+            responses.insert(-1, '250-PIPELINING')
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content

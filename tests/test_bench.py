@@ -106,6 +106,10 @@ def test_bench_workers_and_crons(results, tmp_path):
     assert data['workers'] == 2
     assert data['crons'] == 2
     assert 'loopback' in data['smtp']
+    # The SMTP sink runs in a process of its own, measured apart
+    mails = {p['phase']: p for p in data['phases']}['root e-mails']
+    assert mails['sink_cpu_seconds'] is not None
+    assert mails['machine_busy_cpu_seconds'] is not None
 
 
 def test_bench_server(results, tmp_path):
@@ -195,6 +199,15 @@ def test_seq_scans():
   ->  Index Only Scan using idx_opt_out on party_party e  (cost=0.29..8 rows=1)
   ->  Index Scan using party_party_pkey on party_party a  (cost=0.29..8 rows=5)
         Index Cond: ((id > 0) AND (id <= 10001))""") == []
+    # A merge join that stops at the last party of 200 sales, then one
+    # that reads most of the parties
+    merge = """Merge Join  (cost=20.58..%s rows=200 width=24)
+  Merge Cond: (d.id = c.party)
+  ->  Index Only Scan using party_party_pkey on party_party d  \
+(cost=0.42..16184.44 rows=100000 width=4)
+  ->  Sort  (cost=20.14..20.64 rows=200 width=24)"""
+    assert scanned(merge % '108.57') == []
+    assert scanned(merge % '16000.00') == ['party_party']
     # What the statement needs: most of the table, or a small table
     assert scanned("""Sort  (cost=113.33..115.83 rows=1000 width=24)
   ->  Seq Scan on sale_sale c  (cost=0.00..63.50 rows=1000 width=24)

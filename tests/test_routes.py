@@ -9,6 +9,7 @@ from urllib.parse import quote, unquote
 from werkzeug.urls import iri_to_uri
 
 import trytond.config as config
+from trytond import backend
 from trytond.modules.marketing_automation import links
 from trytond.pool import Pool
 from trytond.pyson import PYSONEncoder
@@ -168,6 +169,35 @@ class RoutesTestCase(RouteTestCase):
 
         self.assertGif(response)
         self.assertEqual(self.state(data), state)
+
+    def test_event_commit(self):
+        "Test an event commits without waiting for the disk unless durable"
+        def synchronous_commit(durable):
+            data = create_data()
+            with Transaction().start(DB_NAME, 0) as transaction:
+                pool = Pool()
+                RecordActivity = pool.get(
+                    'marketing.automation.record.activity')
+                cursor = transaction.connection.cursor()
+                if not config.has_section('marketing'):
+                    config.add_section('marketing')
+                config.set(
+                    'marketing', 'automation_durable_events', str(durable))
+                try:
+                    RecordActivity.on_email_opened(
+                        [RecordActivity(data.root)])
+                finally:
+                    config.set(
+                        'marketing', 'automation_durable_events', 'False')
+                cursor.execute('SHOW synchronous_commit')
+                value, = cursor.fetchone()
+                transaction.rollback()
+            return value
+
+        if backend.name != 'postgresql':
+            self.skipTest("PostgreSQL's synchronous_commit")
+        self.assertEqual(synchronous_commit(False), 'off')
+        self.assertEqual(synchronous_commit(True), 'on')
 
     def test_pixel_head(self):
         "Test HEAD on the pixel changes nothing"
