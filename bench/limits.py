@@ -73,4 +73,5 @@ def server_floor(db, server, count, clients):
     floor of the hits, measured as they are"""
     return load_phase(
         server, db, 'pixel hits of unknown tokens', 'pixel',
-        unknown_pixel_paths(db, count), clients, note='no event, the faster of two runs')
+        unknown_pixel_paths(db, count), clients,
+        note='no event, the faster of two runs')
