@@ -24,6 +24,22 @@ BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 SQLITE_SUFFIXES = ['', '-wal', '-shm', '-journal']
 
 
+def choose_database(args):
+    """Set args.backend and args.uri when the command line left them out
+
+    from TRYTOND_DATABASE_URI, SQLite by default"""
+    uri = os.environ.get('TRYTOND_DATABASE_URI') or 'sqlite://'
+    if not args.backend:
+        args.backend = (
+            'postgresql' if uri.startswith('postgresql') else 'sqlite')
+    if not args.uri:
+        if args.backend == 'postgresql':
+            args.uri = (uri if uri.startswith('postgresql')
+                else 'postgresql://postgres@127.0.0.1:5432/')
+        else:
+            args.uri = 'sqlite://'
+
+
 def module_hash(backend_name):
     "Return a hash of what the schema of the bench database depends on"
     import trytond

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from database import BENCH_DIR, BenchDatabase
+from database import BENCH_DIR, BenchDatabase, choose_database
 from measure import peak_rss_mb, reset_peak_rss
 
 DEFAULT_RESULTS = os.path.join(BENCH_DIR, 'results')
@@ -533,7 +533,6 @@ class PruneBench:
 
 
 def parse_args(argv=None):
-    uri = os.environ.get('TRYTOND_DATABASE_URI') or 'sqlite://'
     parser = argparse.ArgumentParser(
         description="Benchmark the pruning of old marketing data")
     parser.add_argument(
@@ -566,15 +565,7 @@ def parse_args(argv=None):
         '--drop', action='store_true', help="drop the database at the end")
     parser.add_argument('-q', '--quiet', action='store_true')
     args = parser.parse_args(argv)
-    if not args.backend:
-        args.backend = (
-            'postgresql' if uri.startswith('postgresql') else 'sqlite')
-    if not args.uri:
-        if args.backend == 'postgresql':
-            args.uri = (uri if uri.startswith('postgresql')
-                else 'postgresql://postgres@127.0.0.1:5432/')
-        else:
-            args.uri = 'sqlite://'
+    choose_database(args)
     if args.n < 1000 or args.batch < 1:
         parser.error("N must be at least 1,000 and the batch positive")
     if args.explain and args.backend != 'postgresql':

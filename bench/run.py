@@ -59,7 +59,7 @@ import hits
 import limits
 import workload
 from checks import Checker, Mismatch
-from database import BENCH_DIR, BenchDatabase
+from database import BENCH_DIR, BenchDatabase, choose_database
 from explain import StatementRecorder, write_plans
 from mail import InProcessSMTP, MessageCounter, SinkProcess, free_port
 from measure import (
@@ -304,9 +304,8 @@ class Bench:
         self.log("%s plans written to %s, %s with a sequential scan of a "
             "big table", len(plans), self.args.explain, len(self.seq_scans))
 
-    def run_hits(self, expect):
-        "Time the pixel hits, the clicks and the unsubscribes"
-        checks = self.checks
+    def hit_paths(self, expect):
+        "Return the paths of the pixel hits, the clicks and the unsubscribes"
         paths = hits.recipient_paths(self.db, self.ids, expect)
         pixels = [paths[i][0] for i in sorted(expect.pixel)]
         if self.args.fault == 'lost-hit':
@@ -314,6 +313,12 @@ class Bench:
             pixels.pop()
         clicks = [paths[i][1] for i in sorted(expect.click)]
         unsubscribes = [paths[i][2] for i in sorted(expect.blocked)]
+        return pixels, clicks, unsubscribes
+
+    def run_hits(self, expect):
+        "Time the pixel hits, the clicks and the unsubscribes"
+        checks = self.checks
+        pixels, clicks, unsubscribes = self.hit_paths(expect)
 
         self.timed('pixel hits', len(pixels),
             lambda: hits.hit_pixels(pixels))
@@ -343,12 +348,7 @@ class Bench:
         over HTTP from concurrent clients"""
         checks = self.checks
         clients = self.args.clients
-        paths = hits.recipient_paths(self.db, self.ids, expect)
-        pixels = [paths[i][0] for i in sorted(expect.pixel)]
-        if self.args.fault == 'lost-hit':
-            pixels.pop()
-        clicks = [paths[i][1] for i in sorted(expect.click)]
-        unsubscribes = [paths[i][2] for i in sorted(expect.blocked)]
+        pixels, clicks, unsubscribes = self.hit_paths(expect)
         self.start_server()
         # The floor is measured before and after the hits, and the faster
         # run is kept: a floor measured while the machine was busy would
@@ -441,7 +441,6 @@ class Bench:
 
 
 def parse_args(argv=None):
-    uri = os.environ.get('TRYTOND_DATABASE_URI') or 'sqlite://'
     parser = argparse.ArgumentParser(
         description="Benchmark the marketing automation engine")
     parser.add_argument(
@@ -517,15 +516,7 @@ def parse_args(argv=None):
         '--fault', choices=['duplicate-email', 'lost-hit'],
         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not args.backend:
-        args.backend = (
-            'postgresql' if uri.startswith('postgresql') else 'sqlite')
-    if not args.uri:
-        if args.backend == 'postgresql':
-            args.uri = (uri if uri.startswith('postgresql')
-                else 'postgresql://postgres@127.0.0.1:5432/')
-        else:
-            args.uri = 'sqlite://'
+    choose_database(args)
     lower = 20 if args.small else 1000
     if not lower <= args.n <= 100000 or args.n % 20:
         parser.error("N must be a multiple of 20 from %s to 100,000" % lower)

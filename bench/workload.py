@@ -254,19 +254,21 @@ def create_crons(pool):
         }
 
 
+def _series(n):
+    """Return the WITH clause and the FROM source of the integers 1 to n,
+    named seq(i)"""
+    from trytond.modules.marketing_automation import dialect
+    if dialect.is_sqlite():
+        return ('WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL '
+            'SELECT i + 1 FROM seq WHERE i < %d) ' % n), 'seq'
+    return '', 'generate_series(1, %d) AS seq(i)' % n
+
+
 def populate(db, n, ids):
     "Insert the parties, their e-mail address and the sales in SQL"
-    from trytond.modules.marketing_automation import dialect
     from trytond.transaction import Transaction
     now = dt.datetime.now()
-    if dialect.is_sqlite():
-        series = (
-            'WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL '
-            'SELECT i + 1 FROM seq WHERE i < %d) ' % n)
-        source = 'seq'
-    else:
-        series = ''
-        source = 'generate_series(1, %d) AS seq(i)' % n
+    series, source = _series(n)
     party = db.table('party.party')
     mechanism = db.table('party.contact_mechanism')
     sale = db.table('sale.sale')
@@ -307,19 +309,11 @@ def populate_waiting(db, w):
     """Insert the w waiting parties and their e-mail address in SQL
 
     After the N parties of the workload: their ids come after."""
-    from trytond.modules.marketing_automation import dialect
     from trytond.transaction import Transaction
     if not w:
         return
     now = dt.datetime.now()
-    if dialect.is_sqlite():
-        series = (
-            'WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL '
-            'SELECT i + 1 FROM seq WHERE i < %d) ' % w)
-        source = 'seq'
-    else:
-        series = ''
-        source = 'generate_series(1, %d) AS seq(i)' % w
+    series, source = _series(w)
     party = db.table('party.party')
     mechanism = db.table('party.contact_mechanism')
     email = "'%s' || code_digit || '%s'" % tuple(
