@@ -94,6 +94,43 @@ class DialectTestCase(DBTestCase):
             self._records(scenario), ['party.party,1', 'party.party,2'])
 
     @with_transaction()
+    def test_bulk_rows(self):
+        "Test the rows of a bulk insert, varying or not, with expressions"
+        Record = Pool().get('marketing.automation.record')
+        table = Record.__table__()
+        cursor = Transaction().connection.cursor()
+        scenario = self._scenario()
+        types = ['INTEGER', 'VARCHAR', 'VARCHAR', 'BOOLEAN']
+        for references in [
+                ['party.party,1', 'party.party,2', 'party.party,3'],
+                ['party.party,4']]:
+            rows = [[scenario.id, r, dialect.token(), False]
+                for r in references]
+            cursor.execute(*table.insert(
+                    [table.scenario, table.record, table.uuid,
+                        table.blocked],
+                    dialect.bulk_rows(rows, types)))
+        self.assertEqual(self._records(scenario), [
+                'party.party,%s' % i for i in range(1, 5)])
+        cursor.execute(*table.select(
+                table.uuid, where=table.scenario == scenario.id))
+        tokens = [t for t, in cursor]
+        self.assertEqual(len(set(tokens)), 4)
+        self.assertTrue(all(HEX32.match(t) for t in tokens))
+
+    @with_transaction()
+    def test_asynchronous_commit(self):
+        "Test the expression turns synchronous_commit off for the transaction"
+        expression = dialect.asynchronous_commit()
+        if dialect.is_sqlite():
+            self.assertIsNone(expression)
+            return
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*Select([expression]))
+        cursor.execute('SHOW synchronous_commit')
+        self.assertEqual(cursor.fetchone()[0], 'off')
+
+    @with_transaction()
     def test_savepoint(self):
         "Test the savepoint rolls back the inner work and keeps the outer"
         cursor = Transaction().connection.cursor()
