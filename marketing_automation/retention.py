@@ -165,6 +165,7 @@ class PrunedStatistics(ModelSQL):
             started = time.monotonic()
             if commit:
                 with Transaction().new_transaction() as transaction:
+                    dialect.close_at_end(transaction)
                     after = batch(after)
                     transaction.commit()
             else:
