@@ -75,12 +75,16 @@ def sale_amount(i):
     return 10 + i % 90
 
 
+PARTY_NAME = 'Bench Party '
+PARTY_EMAIL = 'bench-%s@example.com'
+
+
 def party_name(i):
-    return 'Bench Party %s' % i
+    return PARTY_NAME + str(i)
 
 
 def party_email(i):
-    return 'bench-%s@example.com' % i
+    return PARTY_EMAIL % i
 
 
 # The parties of --waiting W: enrolled in a scenario of their own whose
@@ -264,32 +268,41 @@ def _series(n):
     return '', 'generate_series(1, %d) AS seq(i)' % n
 
 
+def _insert_parties(db, cursor, count, name, code, email, now):
+    """Insert count parties named name + i, coded code + i, and their
+    e-mail address, email with i for %s, in SQL"""
+    series, source = _series(count)
+    party = db.table('party.party')
+    mechanism = db.table('party.contact_mechanism')
+    address = "'%s' || code_digit || '%s'" % tuple(email.split('%s'))
+    cursor.execute(db.paramstyle(
+            series + 'INSERT INTO %s '
+            '(name, code, code_alnum, code_digit, active, '
+            'create_uid, create_date) '
+            "SELECT %%s || i, %%s || i, %%s || i, "
+            'i, %%s, 0, %%s FROM %s' % (party, source)),
+        (name, code, code, True, now))
+    cursor.execute(db.paramstyle(
+            'INSERT INTO %s '
+            '(party, type, value, value_compact, active, sequence, '
+            'create_uid, create_date) '
+            "SELECT id, 'email', %s, %s, %%s, 10, 0, %%s "
+            'FROM %s WHERE name LIKE %%s' % (
+                mechanism, address, address, party)),
+        (True, now, name + '%'))
+
+
 def populate(db, n, ids):
     "Insert the parties, their e-mail address and the sales in SQL"
     from trytond.transaction import Transaction
     now = dt.datetime.now()
-    series, source = _series(n)
     party = db.table('party.party')
-    mechanism = db.table('party.contact_mechanism')
     sale = db.table('sale.sale')
     start = time.perf_counter()
     with Transaction().start(db.name, 0) as transaction:
         cursor = transaction.connection.cursor()
-        cursor.execute(db.paramstyle(
-                series + 'INSERT INTO %s '
-                '(name, code, code_alnum, code_digit, active, '
-                'create_uid, create_date) '
-                "SELECT 'Bench Party ' || i, 'BENCH' || i, 'BENCH' || i, "
-                'i, %%s, 0, %%s FROM %s' % (party, source)),
-            (True, now))
-        cursor.execute(db.paramstyle(
-                'INSERT INTO %s '
-                '(party, type, value, value_compact, active, sequence, '
-                'create_uid, create_date) '
-                "SELECT id, 'email', 'bench-' || code_digit || '@example.com',"
-                " 'bench-' || code_digit || '@example.com', %%s, 10, 0, %%s "
-                'FROM %s WHERE name LIKE %%s' % (mechanism, party)),
-            (True, now, 'Bench Party %'))
+        _insert_parties(
+            db, cursor, n, PARTY_NAME, 'BENCH', PARTY_EMAIL, now)
         cursor.execute(db.paramstyle(
                 'INSERT INTO %s '
                 '(company, currency, party, state, invoice_method, '
@@ -299,7 +312,7 @@ def populate(db, n, ids):
                 "'none', 'BENCH' || code_digit, 0, %%s "
                 'FROM %s WHERE name LIKE %%s AND mod(code_digit, %%s) = 0'
                 % (sale, party)),
-            (ids['company'], ids['currency'], now, 'Bench Party %',
+            (ids['company'], ids['currency'], now, PARTY_NAME + '%',
                 SALE_EVERY))
     db.log("%s parties, e-mail addresses and %s sales inserted in %.1fs",
         n, n // SALE_EVERY, time.perf_counter() - start)
@@ -312,30 +325,11 @@ def populate_waiting(db, w):
     from trytond.transaction import Transaction
     if not w:
         return
-    now = dt.datetime.now()
-    series, source = _series(w)
-    party = db.table('party.party')
-    mechanism = db.table('party.contact_mechanism')
-    email = "'%s' || code_digit || '%s'" % tuple(
-        WAITING_EMAIL.split('%s'))
     start = time.perf_counter()
     with Transaction().start(db.name, 0) as transaction:
-        cursor = transaction.connection.cursor()
-        cursor.execute(db.paramstyle(
-                series + 'INSERT INTO %s '
-                '(name, code, code_alnum, code_digit, active, '
-                'create_uid, create_date) '
-                "SELECT %%s || i, 'BENCHW' || i, 'BENCHW' || i, "
-                'i, %%s, 0, %%s FROM %s' % (party, source)),
-            (WAITING_NAME, True, now))
-        cursor.execute(db.paramstyle(
-                'INSERT INTO %s '
-                '(party, type, value, value_compact, active, sequence, '
-                'create_uid, create_date) '
-                "SELECT id, 'email', %s, %s, %%s, 10, 0, %%s "
-                'FROM %s WHERE name LIKE %%s' % (
-                    mechanism, email, email, party)),
-            (True, now, WAITING_NAME + '%'))
+        _insert_parties(
+            db, transaction.connection.cursor(), w, WAITING_NAME, 'BENCHW',
+            WAITING_EMAIL, dt.datetime.now())
     db.log("%s waiting parties and e-mail addresses inserted in %.1fs",
         w, time.perf_counter() - start)
 

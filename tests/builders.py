@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from trytond.pool import Pool
+from trytond.transaction import Transaction
 
 HTML = '<html><body><p>${record.name}</p></body></html>'
 # The children of an e-mail activity: a key and its event
@@ -104,6 +105,14 @@ def enrol(scenario):
     Scenario.trigger(Scenario.browse([scenario.id]))
     return Record.search(
         [('scenario', '=', scenario.id)], order=[('id', 'ASC')])
+
+
+def sql_write(model, ids, **values):
+    "Write the values of the rows in SQL (to date the past)"
+    table = Pool().get(model).__table__()
+    columns = [getattr(table, name) for name in values]
+    Transaction().connection.cursor().execute(*table.update(
+            columns, list(values.values()), where=table.id.in_(ids)))
 
 
 def mark_sent(email):

@@ -7,6 +7,7 @@ nobody is enrolled twice, that no e-mail is sent twice, that every event
 reaches exactly the expected records and that blocked records get nothing,
 and exits with a non-zero status on the first mismatch."""
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -175,13 +176,20 @@ def test_bench_explain(results, tmp_path):
     assert 'no sequential scan of a big table (EXPLAIN)' in result.stdout
 
 
-def test_seq_scans():
-    "Reading most of a big table to keep a few rows is a failure"
+@contextlib.contextmanager
+def bench_modules():
+    "Let the block import the modules of bench/"
     sys.path.insert(0, os.path.dirname(BENCH))
     try:
-        from explain import Plan, seq_scans
+        yield
     finally:
         sys.path.pop(0)
+
+
+def test_seq_scans():
+    "Reading most of a big table to keep a few rows is a failure"
+    with bench_modules():
+        from explain import Plan, seq_scans
     rows = {'party_party': 100000, 'sale_sale': 2000, 'ir_email': 10}
 
     def scanned(plan):
@@ -217,12 +225,9 @@ def test_seq_scans():
 
 def test_waiting_comparison():
     "The comparison divides the CPU seconds per item of both runs"
-    sys.path.insert(0, os.path.dirname(BENCH))
-    try:
+    with bench_modules():
         from measure import Phase
         from report import Run, waiting_comparison, waiting_targets
-    finally:
-        sys.path.pop(0)
     args = argparse.Namespace(waiting=900, workers=0, crons=0)
     run = Run(args, 'b', [
             Phase('enrolment', 1000, 2, 100, cpu=1, database_cpu=3),

@@ -11,19 +11,11 @@ from trytond.transaction import Transaction
 
 from .builders import (
     create_activity, create_party, create_scenario, email_values, enrol,
-    mark_sent)
+    mark_sent, sql_write)
 
 NOW = dt.datetime.now().replace(microsecond=0)
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
-
-
-def sql_write(model, ids, **values):
-    "Write the values of the rows in SQL (to date the past)"
-    table = Pool().get(model).__table__()
-    columns = [getattr(table, name) for name in values]
-    Transaction().connection.cursor().execute(*table.update(
-            columns, list(values.values()), where=table.id.in_(ids)))
 
 
 class ConversionTestCase(unittest.TestCase):

@@ -13,7 +13,8 @@ from trytond.tests.test_tryton import activate_module, with_transaction
 from trytond.transaction import Transaction
 
 from .builders import (
-    create_activity, create_party, create_scenario, email_values, enrol)
+    create_activity, create_party, create_scenario, email_values, enrol,
+    sql_write)
 
 NOW = dt.datetime.now().replace(microsecond=0)
 DAY = dt.timedelta(days=1)
@@ -63,14 +64,6 @@ REPORTS = {
     'marketing.automation.reporting.conversion.activity': 'activity',
     'marketing.automation.reporting.funnel': 'scenario',
     }
-
-
-def sql_write(model, ids, **values):
-    "Write the values of the rows in SQL (to date the past)"
-    table = Pool().get(model).__table__()
-    columns = [getattr(table, name) for name in values]
-    Transaction().connection.cursor().execute(*table.update(
-            columns, list(values.values()), where=table.id.in_(ids)))
 
 
 def count_rows(model):
