@@ -131,6 +131,12 @@ def bulk_rows(rows, types):
     return Select(columns)
 
 
+def interval_arithmetic_supported():
+    "Tell if SQL adds an interval to a timestamp column"
+    # trytond stores the timestamps of SQLite as text
+    return not is_sqlite()
+
+
 def asynchronous_commit():
     """Return the SQL expression that lets the transaction commit without
     waiting for its WAL to be flushed, or None where it does not apply

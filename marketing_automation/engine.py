@@ -10,13 +10,11 @@ call these functions; the engine only reaches the models through their
 tables and the two extension points of the activity (``match_records``
 and ``run_action``)."""
 import datetime as dt
-import functools
 from collections import defaultdict, namedtuple
 
-from sql import Cast, Literal, Null, With
-from sql.conditionals import Case, Coalesce
+from sql import Literal, Null
 from sql.functions import CurrentTimestamp
-from sql.operators import Concat, Exists
+from sql.operators import Exists
 
 import trytond.config as config
 from trytond.backend import MAX_QUERY_PARAMS
@@ -357,6 +355,7 @@ def run(ids):
     rows = read_rows(ids)
     activities = {a.id: a for a in Activity.browse(
             sorted({r.activity for r in rows}))}
+    rows = without_happened(rows, activities)
     cancel_opposites(rows, activities)
     existing = existing_targets(rows)
 
@@ -523,6 +522,38 @@ def mark_done(ids, notes):
                     ['done', str(note) if note else None, reason, now,
                         CurrentTimestamp(), transaction.user],
                     where=_IN(table.id, sub_ids)))
+
+
+def without_happened(rows, activities):
+    """Return the rows but those of negative children whose event happened,
+    which are cancelled
+
+    The public routes leave the events pending until the next process: one
+    may have happened since the last one applied them."""
+    by_parent = defaultdict(list)
+    for row in rows:
+        activity = activities[row.activity]
+        if activity.event and activity.negative:
+            by_parent[(activity.parent.id, activity.event)].append(row)
+    table = _table(RECORD_ACTIVITY)
+    cursor = _cursor()
+    happened = defaultdict(list)
+    for (parent_id, event), parent_rows in by_parent.items():
+        by_record = {r.record: r for r in parent_rows}
+        for sub in grouped_slice(sorted(by_record), MAX_QUERY_PARAMS):
+            cursor.execute(*table.select(table.record,
+                    where=(table.activity == parent_id)
+                    & _IN(table.record, sub)
+                    & (getattr(table, event) == Literal(True))))
+            for record_id, in cursor:
+                row = by_record[record_id]
+                happened[row.activity].append(row)
+    if not happened:
+        return rows
+    for activity_id, happened_rows in happened.items():
+        cancel_waiting([activity_id], [r.record for r in happened_rows])
+    cancelled = {r.id for rs in happened.values() for r in rs}
+    return [r for r in rows if r.id not in cancelled]
 
 
 def cancel_opposites(rows, activities):
@@ -707,9 +738,11 @@ def requeue(ids, handoff, note=None):
 
 # Events
 
-def _sent():
-    "Return the condition of the record activities whose e-mail was sent"
-    table = _table(RECORD_ACTIVITY)
+def _sent(table=None):
+    """Return the record activities' table and the condition of those whose
+    e-mail was sent"""
+    if table is None:
+        table = _table(RECORD_ACTIVITY)
     activity = _table(ACTIVITY)
     sends_email = activity.select(
         activity.id, where=activity.action == 'send_email')
@@ -719,18 +752,8 @@ def _sent():
 def fire(ids, events):
     "Set the events on the sent e-mails of ids and make their children due"
     now = dialect.schedule_time()
-    if len(ids) == 1:
-        _fire_one(ids[0], events, now)
-        clear_cache()
-        return
-    table = _table(RECORD_ACTIVITY)
-    activity = _table(ACTIVITY)
+    table, sent = _sent()
     cursor = _cursor()
-    # In SQL with few statements: each open or click of an e-mail is a
-    # request of its own
-    sends_email = activity.select(
-        activity.id, where=activity.action == 'send_email')
-    sent = (table.state == 'done') & table.activity.in_(sends_email)
     returning = dialect.returning_supported()
     if not returning:
         rows = []
@@ -741,6 +764,7 @@ def fire(ids, events):
                     where=_IN(table.id, sub_ids) & sent))
             rows.extend(cursor)
     flags = {'email_opened': 3, 'email_clicked': 4}
+    fired = []
     for event in events:
         column = getattr(table, event)
         # When it happened, for the attribution of conversions
@@ -764,198 +788,66 @@ def fire(ids, events):
                         [column, date_column, table.write_date],
                         [Literal(True), now, CurrentTimestamp()],
                         where=_IN(table.id, [r[0] for r in sub])))
-        if pending:
-            by_activity = defaultdict(list)
-            for row in pending:
-                by_activity[row[1]].append(row[2])
-            _event_children_due(by_activity, event, now)
+        fired.extend(
+            (row[0], row[1], row[2], {event: now}) for row in pending)
+    event_children_due(fired)
     clear_cache()
 
 
-def _fire_one(id_, events, now):
-    """fire for the one record activity of a request in few statements:
-    each one is a round trip to the database server"""
-    cursor = _cursor()
-    if dialect.returning_supported():
-        durable = config.getboolean(
-            'marketing', 'automation_durable_events', default=False)
-        execute(cursor, ('fire', tuple(events), durable),
-            functools.partial(_fire_with_children, events, durable),
-            id=id_, now=now, user=Transaction().user)
-        return
-    execute(cursor, 'fire read', _fire_read, id=id_)
-    row = cursor.fetchone()
-    if not row:
-        return
-    activity_id, record_id, opened, clicked = row
-    were_set = {'email_opened': opened, 'email_clicked': clicked}
-    fired = [e for e in events if not were_set[e]]
-    if not fired:
-        return
-    execute(cursor, ('fire', tuple(fired)),
-        functools.partial(_fire_update, fired, False), id=id_, now=now)
-    children = children_of([activity_id])[activity_id]
-    _one_record_children_due(
-        record_id, [c for c in children if c.event in fired], now)
-
-
-def _fire_with_children(events, durable=True):
-    """Return the statement that sets the flags of the events on one record
-    activity and makes the children of the events it set due, cancelling
-    the negative ones (RETURNING and data-modifying WITH)
-
-    Unless durable, the transaction that sets a flag commits without
-    waiting for the disk."""
-    fired = With('activity', 'record', *events,
-        query=_fire_update(events, True))
-    activity = _table(ACTIVITY)
-    on_event = None
-    for event in events:
-        fired_event = (activity.event == event) & ~getattr(fired, event)
-        on_event = fired_event if on_event is None else on_event | fired_event
-    children = With('id', 'negative', 'delay', 'record',
-        query=fired.join(activity, condition=activity.parent == Concat(
-                    Cast(Literal(ACTIVITY + ','), 'VARCHAR'),
-                    Cast(fired.activity, 'VARCHAR'))
-                ).select(
-            activity.id, Coalesce(activity.negative, Literal(False)),
-            activity.delay, fired.record, where=on_event))
-    due = _table(RECORD_ACTIVITY)
-    cancelled = _table(RECORD_ACTIVITY)
-    make_due = With(query=due.update(
-            [due.at, due.write_date],
-            [param('now') + Coalesce(children.delay, dt.timedelta()),
-                CurrentTimestamp()],
-            from_=[children],
-            where=(due.record == children.record)
-            & (due.activity == children.id) & ~children.negative
-            & (due.state == 'waiting') & (due.at == Null),
-            returning=[due.id]))
-    cancel = With(query=cancelled.update(
-            [cancelled.state, cancelled.write_date, cancelled.write_uid],
-            ['cancelled', CurrentTimestamp(), param('user')],
-            from_=[children],
-            where=(cancelled.record == children.record)
-            & (cancelled.activity == children.id) & children.negative
-            & (cancelled.state == 'waiting'),
-            returning=[cancelled.id]))
-    columns = [fired.record]
-    relaxed = None if durable else dialect.asynchronous_commit()
-    if relaxed is not None:
-        # An open or a click is one commit per request: waiting for the
-        # disk halves their rate, and a crash of the database server
-        # losing the last of them loses statistics, not consent
-        columns.append(relaxed)
-    return fired.select(*columns, with_=[fired, children, make_due, cancel])
-
-
-def _fire_read():
-    table, sent = _sent()
-    return table.select(
-        table.activity, table.record, table.email_opened,
-        table.email_clicked, where=(table.id == param('id')) & sent)
-
-
-def _fire_update(events, returning):
-    """Return the UPDATE setting the flags of the events on one record
-    activity; with returning, only where one was not set, giving back the
-    activity, the record and whether each flag was set before"""
-    table, sent = _sent()
-    columns, values = [table.write_date], [CurrentTimestamp()]
-    where = table.id == param('id')
-    if not returning:
-        for event in events:
-            columns += [getattr(table, event), getattr(table, event + '_date')]
-            values += [Literal(True), param('now')]
-        return table.update(columns, values, where=where)
-    # The row as it was before the update: the flags the update changed
-    # are those that were not set (a concurrent update of the row fails
-    # with a serialization error in repeatable read and is retried)
-    before = _table(RECORD_ACTIVITY)
-    not_set = []
-    for event in events:
-        column = getattr(table, event)
-        date_column = getattr(table, event + '_date')
-        unset = (column == Null) | (column == Literal(False))
-        not_set.append(unset)
-        columns += [column, date_column]
-        values += [Literal(True),
-            Case((unset, param('now')), else_=date_column)]
-    any_unset = not_set[0]
-    for unset in not_set[1:]:
-        any_unset |= unset
-    return table.update(columns, values, from_=[before],
-        where=where & (before.id == table.id) & sent & any_unset,
-        returning=[table.activity, table.record] + [
-            Coalesce(getattr(before, e), Literal(False)) for e in events])
-
-
-def _event_children_due(by_activity, event, now):
-    "Make due the children waiting for the event; cancel its negatives"
-    table = _table(RECORD_ACTIVITY)
-    cursor = _cursor()
-    children = children_of(by_activity)
-    for activity_id, record_ids in by_activity.items():
-        on_event = [c for c in children.get(activity_id, [])
-            if c.event == event]
-        cancel_waiting([c.id for c in on_event if c.negative], record_ids)
-        for child in on_event:
-            if child.negative:
+def event_children_due(fired):
+    """Make due the children waiting for the events and cancel the negative
+    ones; fired holds (record activity id, activity id, record id, {event:
+    its date})"""
+    children = children_of({a for _, a, _, _ in fired})
+    due, cancel = defaultdict(list), defaultdict(list)
+    for id_, activity_id, record_id, dates in fired:
+        for child in children[activity_id]:
+            date = dates.get(child.event)
+            if not date:
                 continue
-            at = now + (child.delay or dt.timedelta())
-            for sub_ids in grouped_slice(record_ids, MAX_QUERY_PARAMS):
-                cursor.execute(*table.update(
-                        [table.at, table.write_date],
-                        [at, CurrentTimestamp()],
-                        where=_IN(table.record, sub_ids)
-                        & (table.activity == child.id)
-                        & (table.state == 'waiting')
-                        & (table.at == Null)))
+            if child.negative:
+                cancel[child.id].append(record_id)
+            else:
+                due[child].append((id_, record_id, date))
+    for child_id, record_ids in cancel.items():
+        cancel_waiting([child_id], record_ids)
+    for child, rows in due.items():
+        _make_due(child, rows)
 
 
-def _one_record_children_due(record_id, children, now):
-    """_event_children_due for one record: one statement makes the children
-    due and cancels the negative ones"""
-    due = [c for c in children if not c.negative]
-    cancel = [c.id for c in children if c.negative]
-    if not due and not cancel:
+def _make_due(child, rows):
+    """Make the child due for the (record activity id, record id, event
+    date) of its parent at the date plus its delay"""
+    cursor = _cursor()
+    delay = child.delay or dt.timedelta()
+    if not dialect.interval_arithmetic_supported():
+        # In the process (SQLite): a statement per record costs little
+        for _, record_id, date in rows:
+            execute(cursor, 'child due', _child_due,
+                record=record_id, activity=child.id, at=date + delay)
         return
-    values = {'record': record_id, 'user': Transaction().user}
-    for i, child in enumerate(due):
-        values['due%s' % i] = child.id
-        values['at%s' % i] = now + (child.delay or dt.timedelta())
-    for i, child_id in enumerate(cancel):
-        values['cancel%s' % i] = child_id
-    execute(_cursor(), ('children', len(due), len(cancel)),
-        functools.partial(_children_update, len(due), len(cancel)),
-        **values)
-
-
-def _children_update(due, cancel):
-    "Return the UPDATE of _one_record_children_due"
     table = _table(RECORD_ACTIVITY)
-    due_ids = [param('due%s' % i) for i in range(due)]
-    cancel_ids = [param('cancel%s' % i) for i in range(cancel)]
-    columns, values = [table.write_date], [CurrentTimestamp()]
-    matches = []
-    if due:
-        columns.append(table.at)
-        values.append(Case(*((table.activity == d, param('at%s' % i))
-                    for i, d in enumerate(due_ids)), else_=table.at))
-        matches.append(table.activity.in_(due_ids) & (table.at == Null))
-    if cancel:
-        cancelled = table.activity.in_(cancel_ids)
-        columns += [table.state, table.write_uid]
-        values += [
-            Case((cancelled, 'cancelled'), else_=table.state),
-            Case((cancelled, param('user')), else_=table.write_uid)]
-        matches.append(cancelled)
-    match = matches[0]
-    for other in matches[1:]:
-        match |= other
-    return table.update(columns, values,
+    parent = _table(RECORD_ACTIVITY)
+    # The date of the parent's event: a join on the ids of the parents
+    # keeps the plan on the indexes
+    at = getattr(parent, child.event + '_date') + delay
+    for sub in grouped_slice(rows, MAX_QUERY_PARAMS):
+        cursor.execute(*table.update(
+                [table.at, table.write_date], [at, CurrentTimestamp()],
+                from_=[parent],
+                where=_IN(parent.id, [r[0] for r in sub])
+                & (table.record == parent.record)
+                & (table.activity == child.id)
+                & (table.state == 'waiting') & (table.at == Null)))
+
+
+def _child_due():
+    table = _table(RECORD_ACTIVITY)
+    return table.update([table.at, table.write_date],
+        [param('at'), CurrentTimestamp()],
         where=(table.record == param('record'))
-        & (table.state == 'waiting') & match)
+        & (table.activity == param('activity'))
+        & (table.state == 'waiting') & (table.at == Null))
 
 
 def children_of(activity_ids):

@@ -15,7 +15,7 @@ from trytond.pyson import Bool, Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from . import dialect, engine, links
+from . import dialect, engine, events, links
 from .mixin import ActivityActionMixin, marketing_models
 from .tokens import TokenMixin
 
@@ -408,6 +408,9 @@ class RecordActivity(
             return
         batch_size = config.getint(
             'marketing', 'automation_process_batch', default=500)
+        # First the children of the events of the public routes, which may
+        # be due at once
+        events.apply_pending(batch_size)
         for ids in engine.due_batches(batch_size):
             with Transaction().set_context(queue_batch=batch_size):
                 cls.__queue__.process(cls.browse(ids))
@@ -481,6 +484,13 @@ class RecordActivity(
     @ModelView.button
     def on_email_opened(cls, record_activities):
         engine.fire(engine.ids_of(record_activities), ['email_opened'])
+
+    @classmethod
+    def record_hit(cls, token, events_, url=None):
+        """Record the events of a public route's hit of token (and its click
+        on url) and return the record activity, or None if none is sent"""
+        id_ = events.record_hit(token, events_, url)
+        return cls(id_) if id_ is not None else None
 
     def clicked_location(self, url):
         "Return where a tracked link to url of the e-mail leads"

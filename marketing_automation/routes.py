@@ -225,9 +225,7 @@ def email_opened(request, pool, token):
 @with_hit_transaction(readonly=False)
 def _email_opened(request, pool, token):
     RecordActivity = pool.get('marketing.automation.record.activity')
-    record_activity = RecordActivity.from_token(token)
-    if record_activity:
-        RecordActivity.on_email_opened([record_activity])
+    RecordActivity.record_hit(token, ['email_opened'])
 
 
 @route('/m/<database>/c/<token>', methods=['GET'])
@@ -252,34 +250,33 @@ def email_clicked(request, pool, token):
     return redirect(found, code=HTTPStatus.FOUND)
 
 
-def _clicked_record_activity(pool, token, url, signature):
-    "Return the record activity of a tracked link if it is genuine"
+def _genuine_click(pool, token, url, signature):
+    "Tell if the tracked link is signed with the secret of the database"
     Configuration = pool.get('ir.configuration')
-    RecordActivity = pool.get('marketing.automation.record.activity')
     secret = Configuration.get_marketing_automation_secret()
-    if not secret or not links.check_signature(secret, token, url, signature):
-        return None
-    return RecordActivity.from_token(token)
+    return bool(
+        secret and links.check_signature(secret, token, url, signature))
 
 
 @with_hit_transaction(readonly=False)
 def _email_clicked(request, pool, token, url, signature):
     RecordActivity = pool.get('marketing.automation.record.activity')
-    LinkClick = pool.get('marketing.automation.link.click')
-    record_activity = _clicked_record_activity(pool, token, url, signature)
-    if record_activity:
-        RecordActivity.on_email_clicked([record_activity])
-        LinkClick.add(record_activity, url)
-        return record_activity.clicked_location(
-            links.redirect_location(url))
+    if _genuine_click(pool, token, url, signature):
+        record_activity = RecordActivity.record_hit(
+            token, ['email_opened', 'email_clicked'], url)
+        if record_activity:
+            return record_activity.clicked_location(
+                links.redirect_location(url))
 
 
 @with_hit_transaction(readonly=True)
 def _check_click(request, pool, token, url, signature):
-    record_activity = _clicked_record_activity(pool, token, url, signature)
-    if record_activity:
-        return record_activity.clicked_location(
-            links.redirect_location(url))
+    RecordActivity = pool.get('marketing.automation.record.activity')
+    if _genuine_click(pool, token, url, signature):
+        record_activity = RecordActivity.from_token(token)
+        if record_activity:
+            return record_activity.clicked_location(
+                links.redirect_location(url))
 
 
 @with_hit_transaction(readonly=True)

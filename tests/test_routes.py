@@ -1,6 +1,7 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
 "Tests of the public routes: pixel, tracked links and unsubscribe"
+import datetime as dt
 import html
 import itertools
 from http import HTTPStatus
@@ -82,6 +83,21 @@ def create_data(unsubscribable=True, lang=None, email_body=None):
     return data
 
 
+def pending_events(record_activity):
+    "Return the (opened, clicked) of the pending events of record_activity"
+    Event = Pool().get('marketing.automation.record.activity.event')
+    return [(e.email_opened, e.email_clicked) for e in Event.search(
+            [('record_activity', '=', record_activity.id)],
+            order=[('id', 'ASC')])]
+
+
+def process():
+    "Run the process of the record activities as the cron does and commit"
+    with Transaction().start(DB_NAME, 0) as transaction:
+        Pool().get('marketing.automation.record.activity').process()
+        transaction.commit()
+
+
 class RoutesTestCase(RouteTestCase):
     "Test the public routes"
     module = 'marketing_automation'
@@ -111,6 +127,7 @@ class RoutesTestCase(RouteTestCase):
             return {
                 'opened': root.email_opened,
                 'clicked': root.email_clicked,
+                'pending': pending_events(root),
                 'children': children,
                 'blocked': record.blocked,
                 'unsubscribed': [
@@ -130,6 +147,10 @@ class RoutesTestCase(RouteTestCase):
     def assertNotTracked(self, state):
         self.assertFalse(state['opened'])
         self.assertFalse(state['clicked'])
+        self.assertEqual(state['pending'], [])
+        self.assertChildrenUntouched(state)
+
+    def assertChildrenUntouched(self, state):
         self.assertEqual(
             {k: (s, at is None) for k, (s, at) in state['children'].items()},
             {
@@ -147,7 +168,7 @@ class RoutesTestCase(RouteTestCase):
     # Open pixel
 
     def test_pixel(self):
-        "Test the pixel sets opened and schedules the child once"
+        "Test the pixel sets opened, the next process schedules the child once"
         data = create_data()
         client = self.client()
 
@@ -158,17 +179,33 @@ class RoutesTestCase(RouteTestCase):
         state = self.state(data)
         self.assertTrue(state['opened'])
         self.assertFalse(state['clicked'])
+        self.assertEqual(state['pending'], [(True, False)])
+        self.assertChildrenUntouched(state)
+
+        process()
+
+        state = self.state(data)
+        self.assertEqual(state['pending'], [])
         opened_state, opened_at = state['children']['opened']
         self.assertEqual(opened_state, 'waiting')
-        self.assertIsNotNone(opened_at)
+        self.assertEqual(opened_at, self.event_date(data, 'email_opened')
+            + dt.timedelta(days=1))
         self.assertEqual(state['children']['not_opened'][0], 'cancelled')
         self.assertEqual(state['children']['clicked'], ('waiting', None))
         self.assertEqual(state['children']['not_clicked'][0], 'waiting')
 
         response = client.get(self.pixel(data))
+        process()
 
         self.assertGif(response)
         self.assertEqual(self.state(data), state)
+
+    def event_date(self, data, event):
+        "Return the date of the event on the root record activity"
+        with Transaction().start(DB_NAME, 0, readonly=True):
+            RecordActivity = Pool().get(
+                'marketing.automation.record.activity')
+            return getattr(RecordActivity(data.root), event + '_date')
 
     def test_event_commit(self):
         "Test an event commits without waiting for the disk unless durable"
@@ -184,8 +221,7 @@ class RoutesTestCase(RouteTestCase):
                 config.set(
                     'marketing', 'automation_durable_events', str(durable))
                 try:
-                    RecordActivity.on_email_opened(
-                        [RecordActivity(data.root)])
+                    RecordActivity.record_hit(data.token, ['email_opened'])
                 finally:
                     config.set(
                         'marketing', 'automation_durable_events', 'False')
@@ -273,10 +309,17 @@ class RoutesTestCase(RouteTestCase):
         state = self.state(data)
         self.assertTrue(state['opened'])
         self.assertTrue(state['clicked'])
+        self.assertEqual(state['pending'], [(True, True)])
+        self.assertChildrenUntouched(state)
+
+        process()
+
+        state = self.state(data)
+        self.assertEqual(state['pending'], [])
         children = state['children']
         for name in ['opened', 'clicked']:
-            self.assertEqual(children[name][0], 'waiting')
-            self.assertIsNotNone(children[name][1])
+            self.assertEqual(children[name], ('waiting', self.event_date(
+                        data, 'email_' + name) + dt.timedelta(days=1)))
         for name in ['not_opened', 'not_clicked']:
             self.assertEqual(children[name][0], 'cancelled')
 
@@ -284,7 +327,26 @@ class RoutesTestCase(RouteTestCase):
         self.assertEqual(response.status_code, HTTPStatus.FOUND)
         response = client.get(self.pixel(data))
         self.assertGif(response)
+        process()
         self.assertEqual(self.state(data), state)
+
+    def test_pixel_then_click(self):
+        "Test a pixel then a click leave two events, each applied once"
+        data = create_data()
+        client = self.client()
+
+        client.get(self.pixel(data))
+        client.get(self.click(data, 'https://shop.example/'))
+
+        state = self.state(data)
+        self.assertEqual(state['pending'], [(True, False), (False, True)])
+        process()
+        state = self.state(data)
+        self.assertEqual(state['pending'], [])
+        self.assertEqual(
+            {k: s for k, (s, _) in state['children'].items()}, {
+                'opened': 'waiting', 'not_opened': 'cancelled',
+                'clicked': 'waiting', 'not_clicked': 'cancelled'})
 
     def test_click_tricky_urls(self):
         "Test the redirection keeps the destination URL"
