@@ -161,6 +161,7 @@ def expected_answers(kind):
     return {
         'pixel': ('GET', 200, 'image/gif', None, None),
         'click': ('GET', 302, None, destination_location(), None),
+        'unknown click': ('GET', 404, None, None, None),
         'unsubscribe': (
             'POST', 200, 'text/plain', None, 'List-Unsubscribe=One-Click'),
         }[kind]

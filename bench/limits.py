@@ -3,8 +3,8 @@
 """Practical limits measured without the engine
 
 The best the engine could do: rendering and building the messages without
-database, committing one-row updates on the same database, and a request
-of the pixel route that finds nothing to do."""
+database, committing one-row updates on the same database, and requests
+of the pixel and click routes that find nothing to do."""
 import datetime as dt
 
 from hits import hit_pixels, load_phase
@@ -68,10 +68,33 @@ def unknown_pixel_paths(db, count):
         for _ in range(count)]
 
 
-def server_floor(db, server, count, clients):
-    """Hit the pixel route of the server with unknown tokens over HTTP: the
-    floor of the hits, measured as they are"""
+def unknown_click_paths(db, count):
+    """Return count tracked link paths, genuinely signed, of well-formed
+    tokens that name nothing"""
+    from hits import read_secret
+    from trytond.modules.marketing_automation import links
+    from workload import DESTINATION
+    base = links.automation_base()
+    secret = read_secret(db)
+    return [links.click_url(
+            db.name, links.new_token(), DESTINATION, secret)[len(base):]
+        for _ in range(count)]
+
+
+# The floor of each hit phase over HTTP: the requests of its route that
+# find nothing, measured the same way
+SERVER_FLOORS = {
+    'pixel hits': ('pixel hits of unknown tokens', 'pixel',
+        unknown_pixel_paths),
+    'clicks': ('clicks of unknown tokens', 'unknown click',
+        unknown_click_paths),
+    }
+
+
+def server_floor(db, server, phase, count, clients):
+    """Hit the route of the phase on the server with unknown tokens over
+    HTTP: the floor of the phase, measured as it is"""
+    name, kind, paths = SERVER_FLOORS[phase]
     return load_phase(
-        server, db, 'pixel hits of unknown tokens', 'pixel',
-        unknown_pixel_paths(db, count), clients,
+        server, db, name, kind, paths(db, count), clients,
         note='no event, the faster of two runs')

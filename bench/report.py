@@ -27,11 +27,14 @@ PER_RECORD_ENROLLED = {'second enrolment'}
 CPU_RESOLUTION = 0.05
 PEAK_RSS_MB = 300
 SCALING = 0.8
-# With --server, the hits over HTTP as a share of the floor measured the
-# same way (the pixel hits of unknown tokens)
+# With --server, the hits over HTTP as a share of their floor measured the
+# same way (the requests of their route with unknown tokens)
 FLOOR_SHARE = 0.8
 FLOOR_PHASES = ['pixel hits', 'clicks']
-LIMITS = ['render', 'commit', 'empty hits']
+# The floor of the other phases over HTTP
+DEFAULT_FLOOR = 'pixel hits'
+LIMITS = ['render', 'commit', 'empty hits', 'floor of the pixel hits',
+    'floor of the clicks']
 COLUMNS = [
     # header, width
     ('phase', 32), ('items', 8), ('seconds', 9), ('items/s', 10),
@@ -70,16 +73,13 @@ def targets(run, compare=None):
             result.append((
                     '%s <= %ss' % (name, maximum),
                     '%.2fs' % phase.seconds, phase.seconds <= maximum))
-    floor = run.limits.get('empty hits')
-    if getattr(run.args, 'server', 0) and floor and floor.rate:
-        for name in FLOOR_PHASES:
-            phase = phases.get(name)
-            if phase and phase.rate:
-                share = phase.rate / floor.rate
-                result.append((
-                        '%s >= %d%% of the floor' % (
-                            name, FLOOR_SHARE * 100),
-                        '%.0f%%' % (share * 100), share >= FLOOR_SHARE))
+    for name in FLOOR_PHASES:
+        phase, floor = phases.get(name), floor_of(run, name)
+        if phase and phase.rate and floor and floor.rate:
+            share = phase.rate / floor.rate
+            result.append((
+                    '%s >= %d%% of their floor' % (name, FLOOR_SHARE * 100),
+                    '%.0f%%' % (share * 100), share >= FLOOR_SHARE))
     render = run.limits.get('render')
     mails = phases.get('root e-mails')
     if render and mails and render.rate:
@@ -267,26 +267,47 @@ def phase_line(phase):
             ]) + ('  (%s)' % phase.note if phase.note else '')
 
 
-def floor_cpu_shares(run):
+def floor_of(run, name, own=True):
+    """Return the floor phase over HTTP of the hit phase named name: that
+    of its route if own, else that of the pixel hits"""
+    if not getattr(run.args, 'server', 0):
+        return None
+    floor = run.limits.get('floor of the %s' % name) if own else None
+    return floor or run.limits.get('floor of the %s' % DEFAULT_FLOOR)
+
+
+def floor_cpu_shares(run, own=True):
     """Return (phase, share) of the hits over HTTP: the CPU seconds of the
     server and database processes per request of the floor divided by
     those per hit; steadier than the rates on a shared machine"""
     def cost(phase):
         return ((phase.cpu or 0) + (phase.database_cpu or 0)) / phase.items
-    floor = run.limits.get('empty hits')
-    if not floor or not floor.items or not cost(floor):
-        return []
-    return [(p.name, cost(floor) / cost(p)) for p in run.phases
-        if p.name in {'pixel hits', 'clicks', 'unsubscribes'}
-        and p.items and cost(p)]
+    shares = []
+    for phase in run.phases:
+        if phase.name not in {'pixel hits', 'clicks', 'unsubscribes'}:
+            continue
+        floor = floor_of(run, phase.name, own)
+        if floor and floor.items and cost(floor) and phase.items and cost(
+                phase):
+            shares.append((phase.name, cost(floor) / cost(phase)))
+    return shares
 
 
 def print_floor_cpu_shares(run):
+    "Print the CPU shares and the clicks as a share of the pixels' floor"
     shares = floor_cpu_shares(run)
     if shares:
-        print('CPU of the server and database per request of the floor / '
+        print('CPU of the server and database per request of their floor / '
             'per hit: ' + ', '.join(
                 '%s %.0f%%' % (name, share * 100) for name, share in shares))
+    phases = {p.name: p for p in run.phases}
+    clicks, floor = phases.get('clicks'), floor_of(run, 'clicks', own=False)
+    if clicks and clicks.rate and floor and floor.rate:
+        shares = dict(floor_cpu_shares(run, own=False))
+        print('clicks as a share of the floor of the pixel hits: rate '
+            '%.0f%%, CPU per request %.0f%%' % (
+                clicks.rate / floor.rate * 100,
+                shares.get('clicks', 0) * 100))
 
 
 def print_table(run):
@@ -344,6 +365,9 @@ def write_json(run, targets, path):
         'clients': getattr(args, 'clients', None),
         'floor_cpu_shares': {
             name: round(share, 3) for name, share in floor_cpu_shares(run)},
+        'pixel_floor_cpu_shares': {
+            name: round(share, 3)
+            for name, share in floor_cpu_shares(run, own=False)},
         'process_batch': args.process_batch or 500,
         'enrol_batch': args.enrol_batch or 10000,
         'database': run.database,

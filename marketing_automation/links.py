@@ -22,8 +22,7 @@ __all__ = [
     'new_token', 'is_token', 'automation_base', 'database_segment',
     'database_name', 'sign', 'check_signature', 'unsubscribe_url',
     'open_url', 'click_url', 'EMPTY_GIF', 'is_same_site', 'location',
-    'redirect_location', 'is_trackable', 'new_test_token', 'is_test_token',
-    'is_test_link']
+    'redirect_location', 'is_trackable', 'new_test_token', 'is_test_token']
 
 _TOKEN = re.compile(
     r'[0-9a-f]{32}'
@@ -184,12 +183,6 @@ def is_test_token(secret, token):
     return hmac.compare_digest(
         expected.encode('ascii'),
         token[_TEST_NONCE_LENGTH:].encode('ascii'))
-
-
-def is_test_link(secret, token, url, signature):
-    "Tell if the tracked link is a genuine link of a test e-mail"
-    return (is_test_token(secret, token)
-        and check_signature(secret, token, url, signature))
 
 
 def _origin(url):

@@ -240,52 +240,48 @@ def email_clicked(request, pool, token):
     if not (links.is_token(token) and signature and destination):
         abort(HTTPStatus.NOT_FOUND)
     if request.method == 'GET':
-        found = _email_clicked(request, pool, token, url, signature)
+        found = _email_clicked(request, pool, token, url, signature,
+            destination)
     else:
-        found = _check_click(request, pool, token, url, signature)
-    if not found:
-        found = _test_click(request, pool, token, url, signature)
+        found = _check_click(request, pool, token, url, signature,
+            destination)
     if not found:
         abort(HTTPStatus.NOT_FOUND)
     return redirect(found, code=HTTPStatus.FOUND)
 
 
-def _genuine_click(pool, token, url, signature):
-    "Tell if the tracked link is signed with the secret of the database"
-    Configuration = pool.get('ir.configuration')
-    secret = Configuration.get_marketing_automation_secret()
-    return bool(
-        secret and links.check_signature(secret, token, url, signature))
-
-
 @with_hit_transaction(readonly=False)
-def _email_clicked(request, pool, token, url, signature):
+def _email_clicked(request, pool, token, url, signature, destination):
+    return _click_location(
+        pool, token, url, signature, destination, record=True)
+
+
+@with_hit_transaction(readonly=True)
+def _check_click(request, pool, token, url, signature, destination):
+    return _click_location(
+        pool, token, url, signature, destination, record=False)
+
+
+def _click_location(pool, token, url, signature, destination, record):
+    """Return where the genuine tracked link leads, recording the click if
+    record, or None
+
+    The links of test e-mails lead to their destination and record
+    nothing."""
+    Configuration = pool.get('ir.configuration')
     RecordActivity = pool.get('marketing.automation.record.activity')
-    if _genuine_click(pool, token, url, signature):
+    secret = Configuration.get_marketing_automation_secret()
+    if not secret or not links.check_signature(secret, token, url, signature):
+        return None
+    if links.is_test_token(secret, token):
+        return destination
+    if record:
         record_activity = RecordActivity.record_hit(
             token, ['email_opened', 'email_clicked'], url)
-        if record_activity:
-            return record_activity.clicked_location(
-                links.redirect_location(url))
-
-
-@with_hit_transaction(readonly=True)
-def _check_click(request, pool, token, url, signature):
-    RecordActivity = pool.get('marketing.automation.record.activity')
-    if _genuine_click(pool, token, url, signature):
+    else:
         record_activity = RecordActivity.from_token(token)
-        if record_activity:
-            return record_activity.clicked_location(
-                links.redirect_location(url))
-
-
-@with_hit_transaction(readonly=True)
-def _test_click(request, pool, token, url, signature):
-    "Return where the genuine tracked link of a test e-mail leads"
-    Configuration = pool.get('ir.configuration')
-    secret = Configuration.get_marketing_automation_secret()
-    if links.is_test_link(secret, token, url, signature):
-        return links.redirect_location(url)
+    if record_activity:
+        return record_activity.clicked_location(destination)
 
 
 @route('/m/<database>/unsubscribe', methods=['GET', 'POST'])

@@ -121,14 +121,18 @@ def test_bench_server(results, tmp_path):
         n=SMALL_N)
     data = check_run(result, output, n=SMALL_N)
     assert (data['server'], data['clients']) == (2, 32)
-    floor = data['limits']['empty hits']
-    assert floor['items'] == expected_items(SMALL_N)['pixel hits']
-    assert '32 clients' in floor['note']
+    for name in ['pixel hits', 'clicks']:
+        floor = data['limits']['floor of the %s' % name]
+        assert floor['items'] == expected_items(SMALL_N)[name]
+        assert '32 clients' in floor['note']
     assert {'pixel hits', 'clicks', 'unsubscribes'} <= set(
         data['floor_cpu_shares'])
+    assert 'clicks' in data['pixel_floor_cpu_shares']
     targets = {t['target'] for t in data['targets']}
-    assert {'pixel hits >= 80% of the floor',
-        'clicks >= 80% of the floor'} <= targets
+    assert {'pixel hits >= 80% of their floor',
+        'clicks >= 80% of their floor'} <= targets
+    assert "clicks as a share of the floor of the pixel hits" in (
+        result.stdout)
     assert "2 gunicorn worker processes" in result.stdout
 
 
