@@ -30,7 +30,7 @@ EVENTS = ['email_opened', 'email_clicked']
 
 
 class PendingEvent(ModelSQL):
-    "Marketing Automation Pending Event"
+    "The events a public route set whose children are not scheduled yet"
     __name__ = EVENT
 
     # No index on record_activity: the table only holds the events since
@@ -38,8 +38,8 @@ class PendingEvent(ModelSQL):
     record_activity = fields.Many2One(
         'marketing.automation.record.activity', "Record Activity",
         required=True, ondelete='CASCADE')
-    email_opened = fields.Boolean("E-mail Opened")
-    email_clicked = fields.Boolean("E-mail Clicked")
+    email_opened = fields.Boolean("Email Opened")
+    email_clicked = fields.Boolean("Email Clicked")
 
 
 def record_hit(token, events, url=None):
@@ -65,6 +65,7 @@ def record_hit(token, events, url=None):
             functools.partial(_hit, events, url is not None, durable),
             **values)
         row = cursor.fetchone()
+        engine.clear_cache()
         return row[0] if row else None
     # SQLite: a few statements, in the process
     execute(cursor, 'hit read', _hit_read, token=token)

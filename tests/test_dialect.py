@@ -6,7 +6,7 @@ The CI runs this file on SQLite and on PostgreSQL."""
 import datetime as dt
 import re
 
-from sql import Literal, Select
+from sql import Cast, Literal, Select
 from sql.functions import CurrentTimestamp
 
 from trytond.modules.marketing_automation import dialect
@@ -129,6 +129,19 @@ class DialectTestCase(DBTestCase):
         cursor.execute(*Select([expression]))
         cursor.execute('SHOW synchronous_commit')
         self.assertEqual(cursor.fetchone()[0], 'off')
+
+    @with_transaction()
+    def test_interval_arithmetic(self):
+        "Test SQL adds an interval to a timestamp where it is supported"
+        if not dialect.interval_arithmetic_supported():
+            self.assertTrue(dialect.is_sqlite())
+            return
+        cursor = Transaction().connection.cursor()
+        date = dt.datetime(2026, 1, 31, 12, 30)
+        cursor.execute(*Select([
+                    Cast(Literal(date), 'TIMESTAMP')
+                    + Literal(dt.timedelta(days=1, minutes=45))]))
+        self.assertEqual(cursor.fetchone()[0], dt.datetime(2026, 2, 1, 13, 15))
 
     @with_transaction()
     def test_savepoint(self):

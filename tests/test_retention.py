@@ -170,11 +170,11 @@ class RetentionTestCase(unittest.TestCase):
                 (OLD.date(), 'https://shop.example/', 3),
                 (OLD.date() - DAY, 'https://shop.example/news', 2),
                 (RECENT.date(), 'https://shop.example/', 1)]:
-            for _ in range(count):
-                LinkClick.add(rows['clicked'], url)
-            sql_write('marketing.automation.link.click',
-                [c.id for c in LinkClick.search([('date', '=', NOW.date())])],
-                date=day)
+            LinkClick.create([{
+                        'activity': rows['clicked'].activity.id,
+                        'url': url,
+                        'date': day,
+                        }] * count)
         for name, date, amount in [
                 ('clicked', OLD, Decimal('40.5')),
                 ('opened', OLD + DAY, Decimal('19.25')),
