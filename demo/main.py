@@ -27,6 +27,7 @@ from collections import Counter
 from proteus import Model
 from proteus import config as proteus_config
 
+from trytond.modules.marketing_automation import events
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
@@ -66,6 +67,9 @@ def fast_forward(database_name, delta):
         pool = Pool()
         RecordActivity = pool.get('marketing.automation.record.activity')
         Cron = pool.get('ir.cron')
+        # The process cron would have scheduled the children of the opens
+        # and clicks within the delta
+        events.apply_pending()
         waiting = RecordActivity.search([
                 ('state', '=', 'waiting'),
                 ('at', '!=', None),
