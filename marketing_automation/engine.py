@@ -738,11 +738,10 @@ def requeue(ids, handoff, note=None):
 
 # Events
 
-def _sent(table=None):
+def _sent():
     """Return the record activities' table and the condition of those whose
     e-mail was sent"""
-    if table is None:
-        table = _table(RECORD_ACTIVITY)
+    table = _table(RECORD_ACTIVITY)
     activity = _table(ACTIVITY)
     sends_email = activity.select(
         activity.id, where=activity.action == 'send_email')

@@ -486,10 +486,10 @@ class RecordActivity(
         engine.fire(engine.ids_of(record_activities), ['email_opened'])
 
     @classmethod
-    def record_hit(cls, token, events_, url=None):
-        """Record the events of a public route's hit of token (and its click
-        on url) and return the record activity, or None if none is sent"""
-        id_ = events.record_hit(token, events_, url)
+    def record_hit(cls, token, flags, url=None):
+        """Record the events (the flags) of a public route's hit of token
+        and its click on url; return the record activity or None"""
+        id_ = events.record_hit(token, flags, url)
         return cls(id_) if id_ is not None else None
 
     def clicked_location(self, url):
