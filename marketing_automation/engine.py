@@ -385,7 +385,9 @@ def run(ids):
 
     reschedule(postponed)
     rows = [r for r in rows if r.id not in postponed]
-    mark_done([r.id for r in rows], notes)
+    # Done when the pacing decided: an e-mail it postponed for the cap
+    # waits exactly the period after this one
+    mark_done([r.id for r in rows], notes, pacer.now)
     by_activity = defaultdict(list)
     for row in rows:
         by_activity[activities[row.activity]].append(row.record)
@@ -503,10 +505,12 @@ def existing_targets(rows):
     return existing
 
 
-def mark_done(ids, notes):
-    "Mark the record activities done with their note and its reason"
+def mark_done(ids, notes, now=None):
+    """Mark the record activities done at now with their note and its
+    reason"""
     transaction = Transaction()
-    now = dialect.schedule_time()
+    if now is None:
+        now = dialect.schedule_time()
     table = _table(RECORD_ACTIVITY)
     cursor = _cursor()
     by_note = defaultdict(list)
