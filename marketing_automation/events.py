@@ -104,15 +104,19 @@ def _flags_update(events):
     return table.update(columns, values, where=table.id == param('id'))
 
 
+def _pending_rows(record_activity, opened, clicked):
+    "Return the table, columns and values of a pending event"
+    pending = engine._table(EVENT)
+    return pending, [pending.record_activity, pending.email_opened,
+        pending.email_clicked, pending.create_uid, pending.create_date], [
+        record_activity, opened, clicked, param('user'), param('now')]
+
+
 def _pending_insert(events):
     "Return the INSERT of the pending event of id for the events"
-    pending = engine._table(EVENT)
-    return pending.insert(
-        [pending.record_activity, pending.email_opened,
-            pending.email_clicked, pending.create_uid, pending.create_date],
-        [[param('id'), Literal('email_opened' in events),
-            Literal('email_clicked' in events), param('user'),
-            param('now')]])
+    pending, columns, values = _pending_rows(param('id'),
+        *(Literal(e in events) for e in EVENTS))
+    return pending.insert(columns, [values])
 
 
 def _click_rows(activity):
@@ -162,14 +166,11 @@ def _hit(events, click, durable):
             where=(updated.id == target.id) & (before.id == target.id)
             & sent & any_unset,
             returning=[updated.id] + unset))
-    pending = engine._table(EVENT)
-    flags = [getattr(fired, e) if e in events else Literal(False)
-        for e in EVENTS]
+    pending, columns, values = _pending_rows(fired.id, *(
+            getattr(fired, e) if e in events else Literal(False)
+            for e in EVENTS))
     with_ = [target, fired, With(query=pending.insert(
-                [pending.record_activity, pending.email_opened,
-                    pending.email_clicked, pending.create_uid,
-                    pending.create_date],
-                fired.select(fired.id, *flags, param('user'), param('now'))))]
+                columns, fired.select(*values)))]
     if click:
         link_click, columns, values = _click_rows(target.activity)
         with_.append(With(query=link_click.insert(
