@@ -72,8 +72,9 @@ def unknown_click_paths(db, count):
     """Return count tracked link paths, genuinely signed, of well-formed
     tokens that name nothing"""
     from hits import read_secret
-    from trytond.modules.marketing_automation import links
     from workload import DESTINATION
+
+    from trytond.modules.marketing_automation import links
     base = links.automation_base()
     secret = read_secret(db)
     return [links.click_url(
