@@ -215,9 +215,11 @@ def play_story(
         say("  %s did not open %r but comes back and orders the cart"
             % (mail.name, mail.subject))
     story['new_order'], story['completed_cart'] = new_order, completed
-    # Variant B of the welcome e-mail first: it converts better too
+    # Variant B of the welcome e-mail first: it converts better too; not
+    # a suppressed address, whose order confirmation would not be sent
     clicked_welcome = sorted(
-        (m for m in plan.click if m.activity in {'welcome', 'welcome_b'}),
+        (m for m in plan.click if m.activity in {'welcome', 'welcome_b'}
+            and m.address not in story['suppressed']),
         key=lambda m: m.activity != 'welcome_b')[:2]
     story['orders_after_click'] = shop.order_after_click(
         config, the_shop,

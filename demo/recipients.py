@@ -155,6 +155,10 @@ class Mail:
             return self.pixel.rsplit('/o/', 1)[1].split('.', 1)[0]
 
     @property
+    def address(self):
+        return email.utils.parseaddr(self.to)[1]
+
+    @property
     def name(self):
         return email.utils.parseaddr(self.to)[0] or self.to
 
@@ -226,10 +230,15 @@ def plan(mails, unsubscribe=0, seed=1):
     """Decide who opens, clicks and unsubscribes
 
     The choice is random but the same at each run; those who unsubscribe
-    are taken among the readers of the first activity who do not click."""
+    are taken among the readers of the first activity who do not click,
+    those receiving no other mail first."""
     result = Plan()
-    by_activity = {}
-    for mail in sorted(mails, key=lambda m: m.path):
+    by_activity, activities_of = {}, {}
+    for mail in mails:
+        activities_of.setdefault(mail.address, set()).add(mail.activity)
+    # By record, not by path: the order in which the mails arrive may
+    # change from one run to the next
+    for mail in sorted(mails, key=lambda m: (m.record or '', m.path)):
         by_activity.setdefault(mail.activity, []).append(mail)
     for key, group in by_activity.items():
         opening, clicking = BEHAVIOUR.get(key, (0.5, 0.2))
@@ -242,6 +251,9 @@ def plan(mails, unsubscribe=0, seed=1):
         result.click.extend(shuffled[:n_click])
         readers = shuffled[n_click:n_open]
         if unsubscribe and key == 'welcome':
+            # Which variant each one gets is random: leaving alone those
+            # who also have a cart keeps the story of the carts the same
+            readers.sort(key=lambda m: len(activities_of[m.address]) > 1)
             result.unsubscribe.extend(readers[:unsubscribe])
             readers = readers[unsubscribe:]
         result.open.extend(readers)
