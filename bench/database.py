@@ -156,6 +156,9 @@ class BenchDatabase:
             'automation_base = %s' % BASE_URL,
             'email_from = %s' % SENDER,
             ]
+        if (args.workers or args.crons) and not args.foreground_handoff:
+            # As deployment.rst advises for the processes of a shop at scale
+            lines.append('automation_handoff_background = True')
         if args.process_batch:
             lines.append('automation_process_batch = %s' % args.process_batch)
         if args.enrol_batch:

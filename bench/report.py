@@ -318,6 +318,11 @@ def print_table(run):
             args.backend, args.n, getattr(args, 'waiting', None) or 0,
             args.workers, args.crons or 0,
             args.process_batch or 500, args.enrol_batch or 10000))
+    if args.workers or args.crons:
+        print('hand-off to the SMTP server: %s' % (
+                'before the next batch'
+                if getattr(args, 'foreground_handoff', False)
+                else 'in the background, during the next batch'))
     if getattr(args, 'server', 0):
         print('hits over HTTP: trytond.application:app in %s gunicorn '
             'worker processes, %s concurrent clients; the CPU of the hit '
@@ -361,6 +366,7 @@ def write_json(run, targets, path):
         'waiting': getattr(args, 'waiting', None),
         'workers': args.workers,
         'crons': args.crons or 0,
+        'foreground_handoff': getattr(args, 'foreground_handoff', False),
         'server': getattr(args, 'server', 0),
         'clients': getattr(args, 'clients', None),
         'floor_cpu_shares': {

@@ -1,6 +1,8 @@
 # This file is part of Tryton.  The COPYRIGHT file at the top level of
 # this repository contains the full copyright notices and license terms.
+import copy
 import logging
+import threading
 
 import trytond.config as config
 from trytond.pool import Pool
@@ -12,6 +14,11 @@ from .pipelining import send_message
 
 logger = logging.getLogger(__name__)
 RECORD_ACTIVITY = 'marketing.automation.record.activity'
+
+# The thread handing the messages of the last batch to the SMTP server
+# while the process goes on, at most one per process
+_handing = None
+_handing_lock = threading.Lock()
 
 
 class RecordActivitySMTPDataManager(SMTPDataManager):
@@ -60,9 +67,29 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
     def tpc_finish(self, trans):
         if not self.queue:
             return
+        database_name = trans.database.name
+        if not _in_background():
+            self._hand_off(database_name)
+            return
+        # The thread takes the queue: the transaction may commit again
+        handing = copy.copy(self)
+        self._finish()
+        self.record_activities = []
+        global _handing
+        with _handing_lock:
+            # Waiting for the previous batch keeps one connection and one
+            # batch in flight per process
+            wait_for_handoff()
+            _handing = threading.Thread(
+                target=handing._hand_off, args=(database_name,),
+                name='marketing automation hand-off')
+            _handing.start()
+
+    def _hand_off(self, database_name):
+        "Hand the queued messages to the server, recording each chunk"
         failures = {}
         try:
-            with _HandOff(trans.database.name) as handoff:
+            with _HandOff(database_name) as handoff:
                 for chunk in self._chunks():
                     if not self._send_chunk(chunk, handoff, failures):
                         # Unrecorded, a message could be sent twice; the
@@ -77,7 +104,7 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
             self._finish()
             self.record_activities = []
         if failures:
-            _report_failures(trans.database.name, failures)
+            _report_failures(database_name, failures)
 
     def _send_chunk(self, chunk, handoff, failures):
         "Send the chunk once recorded as sending; tell if it was recorded"
@@ -139,6 +166,19 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         self.record_activities = []
 
 
+def _in_background():
+    return (config.getboolean(
+            'marketing', 'automation_handoff_background', default=False)
+        # Its writes would wait for the lock of the process's next batch
+        and not dialect.is_sqlite())
+
+
+def wait_for_handoff():
+    "Wait until the messages handed in the background are handed"
+    if _handing is not None:
+        _handing.join()
+
+
 class _HandOff:
     """The hand-off of a batch, recorded and committed chunk after chunk in
     a transaction of its own"""
@@ -149,7 +189,9 @@ class _HandOff:
         self.transaction = None
 
     def __enter__(self):
-        self.transaction = Transaction().new_transaction()
+        # Started anew: the hand-off may run in a thread of its own
+        self.transaction = Transaction(new=True).start(
+            self.database_name, 0)
         dialect.close_at_end(self.transaction)
         return self
 
@@ -196,7 +238,7 @@ class _HandOff:
 def _report_failures(database_name, failures):
     "Give the record activities not sent to the engine"
     try:
-        with Transaction().new_transaction() as transaction:
+        with Transaction(new=True).start(database_name, 0) as transaction:
             dialect.close_at_end(transaction)
             RecordActivity = Pool(database_name).get(RECORD_ACTIVITY)
             RecordActivity.sending_failed(failures)

@@ -24,6 +24,7 @@ from unittest.mock import patch
 import trytond.config as config
 from trytond import backend
 from trytond.model.exceptions import AccessButtonError
+from trytond.modules.marketing_automation.smtp import wait_for_handoff
 from trytond.modules.marketing_automation.testing import SMTPSink
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME, activate_module
@@ -40,6 +41,7 @@ PREFIX = "Handoff"
 
 # The defaults of the keys the tests change
 DEFAULTS = {
+    'automation_handoff_background': 'False',
     'automation_handoff_chunk': '50',
     'automation_handoff_timeout': '900',
     }
@@ -234,6 +236,46 @@ class HandOffTestCase(unittest.TestCase):
             dict.fromkeys(smtp.received, ('done', 'sent', 0)))
         self.assertEqual(
             list(states.values()), [('waiting', None, 1)] * 3)
+
+    @unittest.skipIf(backend.name == 'sqlite',
+        "the hand-off runs in the background on PostgreSQL only")
+    def test_handed_in_background(self):
+        "In the background the batch commits and the process goes on first"
+        release = threading.Event()
+        smtp = FakeSMTP(refuse={address(3)},
+            on_send=lambda a: release.wait(30))
+        # Still there when the thread connects again after the refusal
+        with patch('trytond.sendmail.get_smtp_server', smtp):
+            try:
+                self.process(smtp, automation_handoff_background=True)
+
+                self.assertEqual(smtp.received, [])
+                states = handoffs()
+                self.assertEqual({s[0] for s in states.values()}, {'done'})
+                self.assertLessEqual(
+                    {s[1] for s in states.values()}, {'pending', 'sending'})
+            finally:
+                release.set()
+                wait_for_handoff()
+
+        self.assertEqual(
+            sorted(smtp.received),
+            [address(i) for i in range(5) if i != 3])
+        states = handoffs()
+        self.assertEqual(states.pop(address(3)), ('waiting', None, 1))
+        self.assertEqual(set(states.values()), {('done', 'sent', 0)})
+        self.assertEqual(self.children(), 4)
+
+    @unittest.skipIf(backend.name != 'sqlite',
+        "the hand-off runs in the background on other backends")
+    def test_background_ignored_on_sqlite(self):
+        "On SQLite the messages leave at the commit, in the background or not"
+        smtp = FakeSMTP()
+        self.process(smtp, automation_handoff_background=True)
+
+        self.assertEqual(
+            sorted(smtp.received), [address(i) for i in range(5)])
+        self.assertEqual(set(handoffs().values()), {('done', 'sent', 0)})
 
     def test_unrecorded_chunk_not_sent(self):
         "A chunk that cannot be recorded as sending is not sent"
