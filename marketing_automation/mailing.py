@@ -109,6 +109,10 @@ def send_emails(activity, rows):
             reader = RecordReader()
             targets = _read_targets(reader, [r.target for r, _, _ in
                     language_rows])
+            # In the order of the browsed targets: each first read of a field
+            # then fills the cache of the next ones (PostgreSQL claims the
+            # rows in no particular order)
+            language_rows.sort(key=lambda r: r[0].target)
             for row, name, address in language_rows:
                 try:
                     email = _send_email(
