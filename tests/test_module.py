@@ -4,8 +4,10 @@ import datetime as dt
 import logging
 import traceback
 from contextlib import contextmanager
+from unittest.mock import patch
 
 from trytond.model.exceptions import ValidationError
+from trytond.modules.marketing_automation import engine
 from trytond.modules.marketing_automation.exceptions import (
     ConditionError, DomainError, EventError, ParentError, TemplateError)
 from trytond.pool import Pool
@@ -433,6 +435,31 @@ class MarketingAutomationTestCase(ModuleTestCase):
         self.assertEqual(
             [e.resource for e in Email.search([])], [parties[0]])
         self.assertEqual(Record.search([], count=True), 2)
+
+    @with_transaction()
+    def test_send_email_reads_records_together(self):
+        "Test the records of a batch are read together whatever its order"
+        pool = Pool()
+        Party = pool.get('party.party')
+        scenario = create_scenario(domain='[["name", "like", "Reader %"]]')
+        create_activity(scenario, **email_values())
+        for i in range(30):
+            create_party('Reader %s' % i, 'reader%s@example.com' % i)
+        enrol(scenario)
+        reads = []
+        read, read_rows = Party.read.__func__, engine.read_rows
+
+        def counting_read(cls, ids, fields_names=None):
+            if 'name' in (fields_names or []):
+                reads.append(len(ids))
+            return read(cls, ids, fields_names)
+
+        # As PostgreSQL may give them, not in the order of their records
+        with patch.object(engine, 'read_rows',
+                    lambda ids: read_rows(ids)[::-1]), \
+                patch.object(Party, 'read', classmethod(counting_read)):
+            process_due()
+        self.assertEqual(reads, [30])
 
     @with_transaction()
     def test_events(self):
