@@ -572,7 +572,8 @@ def parse_args(argv=None):
         parser.error("--explain needs PostgreSQL")
     args.database = args.database or 'prune_%s' % args.n
     # What BenchDatabase.configure reads of the arguments of bench/run.py
-    args.workers = 0
+    args.workers = args.crons = 0
+    args.foreground_handoff = False
     args.process_batch = args.enrol_batch = None
     return args
 
