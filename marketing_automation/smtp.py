@@ -74,7 +74,6 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         # The thread takes the queue: the transaction may commit again
         handing = copy.copy(self)
         self._finish()
-        self.record_activities = []
         global _handing
         with _handing_lock:
             # Waiting for the previous batch keeps one connection and one
@@ -102,7 +101,6 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         finally:
             self._quit()
             self._finish()
-            self.record_activities = []
         if failures:
             _report_failures(database_name, failures)
 
@@ -161,8 +159,9 @@ class RecordActivitySMTPDataManager(SMTPDataManager):
         except Exception as exception:
             self.error = exception
 
-    def tpc_abort(self, trans):
-        super().tpc_abort(trans)
+    def _finish(self):
+        super()._finish()
+        # The record activities of the messages go with the queue
         self.record_activities = []
 
 
