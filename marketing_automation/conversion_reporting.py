@@ -164,11 +164,15 @@ class FunnelReporting(_ConversionReporting):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        Record = pool.get('marketing.automation.record')
-        record = Record.__table__()
+        EnrolledStatistics = pool.get(
+            'marketing.automation.statistics.enrolled')
+        # Counted per day as they enter: the records of a busy month are
+        # too many to count at each read
+        statistics = EnrolledStatistics.__table__()
         enrolled = cls._branch(
-            record, record.scenario, record.id * 4, record.create_date,
-            {'enrolled': Literal(1)}, Literal(True))
+            statistics, statistics.scenario, statistics.id * 4,
+            statistics.date, {'enrolled': statistics.record_count},
+            Literal(True), day=True)
 
         def as_float(expression):
             return cls.conversion_rate.sql_cast(expression)

@@ -101,6 +101,22 @@ def insert_on_conflict_nothing(table):
         return Conflict(table)
 
 
+class _Array(list):
+    "The values of a column of bulk_rows, sent as a binary array"
+    __slots__ = ()
+
+
+def _dump_arrays_binary(connection):
+    """Send the _Array parameters of the connection in binary: psycopg
+    quotes each element of a text array in Python, which costs more for
+    the archive of a batch of e-mails than rendering them"""
+    from psycopg.adapt import PyFormat
+    from psycopg.types.array import ListBinaryDumper
+    adapters = connection.adapters
+    if adapters.get_dumper(_Array, PyFormat.AUTO) is not ListBinaryDumper:
+        adapters.register_dumper(_Array, ListBinaryDumper)
+
+
 def bulk_rows(rows, types):
     """Return the rows of an INSERT as the statement takes them
 
@@ -112,7 +128,8 @@ def bulk_rows(rows, types):
     rows.  Elsewhere they are the rows themselves."""
     if is_sqlite() or len(rows) < 2:
         return rows
-    values = [[r[i] for r in rows] for i in range(len(types))]
+    _dump_arrays_binary(Transaction().connection)
+    values = [_Array(r[i] for r in rows) for i in range(len(types))]
     varying = [not isinstance(v[0], Expression)
         and any(x != v[0] for x in v) for v in values]
     if not any(varying):

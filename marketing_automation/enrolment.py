@@ -60,6 +60,7 @@ def enrol(scenario, batch_size=None):
     pool = Pool()
     Model = pool.get(scenario.model)
     Record = pool.get('marketing.automation.record')
+    EnrolledStatistics = pool.get('marketing.automation.statistics.enrolled')
     Unsubscribed = pool.get(
         'party.party-unsubscribed-marketing.automation.scenario')
     transaction = Transaction()
@@ -109,6 +110,7 @@ def enrol(scenario, batch_size=None):
                     & table.id.in_(candidates) & not_enrolled),
                 on_conflict=on_conflict))
         engine.schedule_roots(scenario, watermark or 0)
+        EnrolledStatistics.add_enrolled(scenario.id, watermark or 0)
         last_id = upper_id
 
 

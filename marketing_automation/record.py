@@ -140,10 +140,25 @@ class Record(TokenMixin, ModelSQL, ModelView):
                     table.id, where=table.record.in_(references)))]
 
     @classmethod
+    def create(cls, vlist):
+        EnrolledStatistics = Pool().get(
+            'marketing.automation.statistics.enrolled')
+        records = super().create(vlist)
+        EnrolledStatistics.add_records(engine.ids_of(records))
+        return records
+
+    @classmethod
     def copy(cls, records, default=None):
         default = default.copy() if default is not None else {}
         default.setdefault('blocked', False)
         return super().copy(records, default=default)
+
+    @classmethod
+    def delete(cls, records):
+        EnrolledStatistics = Pool().get(
+            'marketing.automation.statistics.enrolled')
+        EnrolledStatistics.add_records(engine.ids_of(records), sign=-1)
+        super().delete(records)
 
     @classmethod
     @ModelView.button
@@ -412,8 +427,15 @@ class RecordActivity(
         # be due at once
         events.apply_pending(batch_size)
         for ids in engine.due_batches(batch_size):
-            with Transaction().set_context(queue_batch=batch_size):
-                cls.__queue__.process(cls.browse(ids))
+            # Queued under its first record activity: trytond makes an
+            # instance of each record activity of a queued list, and each
+            # such instance checks every id of the list
+            cls.__queue__.process_batch(cls(ids[0]), ids)
+
+    @classmethod
+    def process_batch(cls, first, ids):
+        "Run the due record activities of ids, queued under the first"
+        engine.process(ids)
 
     @classmethod
     def do(cls, record_activities, **kwargs):

@@ -344,6 +344,50 @@ class ConversionTestCase(unittest.TestCase):
                     'record_count'], 2)
 
     @with_transaction()
+    def test_funnel_counts_records_as_they_enter(self):
+        "Test the funnel reads the records counted per day as they enter"
+        pool = Pool()
+        Funnel = pool.get('marketing.automation.reporting.funnel')
+        Record = pool.get('marketing.automation.record')
+        EnrolledStatistics = pool.get(
+            'marketing.automation.statistics.enrolled')
+        create_party("Ann", 'ann@example.com')
+        bob = create_party("Bob", 'bob@example.com')
+        cid = create_party("Cid", 'cid@example.com')
+        scenario, _ = self.scenario(domain='[["name", "in", ["Ann", "Bob"]]]')
+
+        def record_counts(**context):
+            context.setdefault('period', 'day')
+            with Transaction().set_context(context):
+                return [(f.date, f.record_count) for f in Funnel.search(
+                        [('scenario', '=', scenario.id)])]
+
+        def counted():
+            return sum(s.record_count for s in EnrolledStatistics.search(
+                    [('scenario', '=', scenario.id)]))
+
+        enrol(scenario)
+        self.assertEqual(counted(), 2)
+        Record.create([{
+                    'scenario': scenario.id,
+                    'record': str(cid)}])
+        self.assertEqual(counted(), 3)
+        Record.delete(Record.search([
+                    ('scenario', '=', scenario.id),
+                    ('record', '=', str(bob))]))
+        self.assertEqual(counted(), 2)
+        today = Record.search([('scenario', '=', scenario.id)])[0].create_date
+        self.assertEqual(record_counts(), [(today.date(), 2)])
+        self.assertEqual(
+            record_counts(from_date=today.date() + DAY), [])
+
+        # As when the module is updated on a database without the counts
+        EnrolledStatistics.delete(EnrolledStatistics.search([]))
+        self.assertEqual(record_counts(), [])
+        EnrolledStatistics.fill()
+        self.assertEqual(record_counts(), [(today.date(), 2)])
+
+    @with_transaction()
     def test_variant_conversion_rate(self):
         "Test the A/B comparison adds the conversion rate"
         pool = Pool()

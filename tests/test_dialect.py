@@ -119,6 +119,27 @@ class DialectTestCase(DBTestCase):
         self.assertTrue(all(HEX32.match(t) for t in tokens))
 
     @with_transaction()
+    def test_bulk_rows_quoting(self):
+        "Test bulk rows keep the text that array literals must quote"
+        Record = Pool().get('marketing.automation.record')
+        table = Record.__table__()
+        cursor = Transaction().connection.cursor()
+        scenario = self._scenario()
+        texts = ['a"b', 'c\\d', '{e,f}', 'NULL', ' g ', 'h\ni', 'é€😀',
+            '<p class="x">' * 2000]
+        cursor.execute(*table.insert(
+                [table.scenario, table.record, table.uuid, table.blocked],
+                dialect.bulk_rows(
+                    [[scenario.id, t, str(i), i % 2 == 0]
+                        for i, t in enumerate(texts)],
+                    ['INTEGER', 'VARCHAR', 'VARCHAR', 'BOOLEAN'])))
+        cursor.execute(*table.select(table.record, table.blocked,
+                where=table.scenario == scenario.id,
+                order_by=[table.uuid.asc]))
+        self.assertEqual(sorted(cursor), sorted(
+                (t, i % 2 == 0) for i, t in enumerate(texts)))
+
+    @with_transaction()
     def test_asynchronous_commit(self):
         "Test the expression turns synchronous_commit off for the transaction"
         expression = dialect.asynchronous_commit()

@@ -6,6 +6,7 @@ import traceback
 from contextlib import contextmanager
 from unittest.mock import patch
 
+import trytond.config as config
 from trytond.model.exceptions import ValidationError
 from trytond.modules.marketing_automation import engine
 from trytond.modules.marketing_automation.exceptions import (
@@ -804,6 +805,40 @@ class MarketingAutomationTestCase(ModuleTestCase):
         scenario = Scenario(scenario.id)
         self.assertEqual(scenario.state, 'running')
         self.assertEqual(scenario.record_count, 1)
+
+    @with_transaction()
+    def test_process_queues_batches_by_id(self):
+        "Test the cron queues each batch as ids under its first one"
+        pool = Pool()
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        Queue = pool.get('ir.queue')
+        scenario = create_scenario(domain='[["name", "like", "Queued %"]]')
+        create_activity(scenario, **email_values())
+        for i in range(3):
+            create_party('Queued %s' % i, 'queued%s@example.com' % i)
+        enrol(scenario)
+        due = RecordActivity.search(
+            [('state', '=', 'waiting')], order=[('id', 'ASC')])
+
+        if not config.has_section('marketing'):
+            config.add_section('marketing')
+        self.addCleanup(config.set, 'marketing', 'automation_process_batch',
+            config.get('marketing', 'automation_process_batch', default='500'))
+        config.set('marketing', 'automation_process_batch', '2')
+        RecordActivity.process()
+
+        tasks = [t for t in Queue.search([], order=[('id', 'ASC')])
+            if t.data['model'] == RecordActivity.__name__]
+        self.assertEqual([
+                (t.data['method'], t.data['instances'], list(t.data['args']))
+                for t in tasks], [
+                ('process_batch', due[0].id, [[due[0].id, due[1].id]]),
+                ('process_batch', due[2].id, [[due[2].id]]),
+                ])
+        for task in tasks:
+            task.run()
+        self.assertEqual(
+            {r.state for r in RecordActivity.browse(due)}, {'done'})
 
     @with_transaction()
     def test_archive_readable_recipient_and_sender_domain(self):
