@@ -265,6 +265,32 @@ def test_waiting_comparison():
         }
 
 
+def test_series_medians():
+    "The series judges the median of the ratios of each round"
+    with bench_modules():
+        from series import summarize
+
+    def round_(sqlite, one, two):
+        return {
+            'sqlite': {'rate': sqlite, 'render': 1000},
+            '1 worker': {'rate': one, 'render': 1000},
+            '2 workers': {'rate': two, 'render': 1000},
+            }
+    summary = {row['ratio']: row for row in summarize([
+                round_(1000, 600, 1200),
+                # The machine slowed down by half for the workers
+                round_(1000, 400, 800),
+                round_(1000, 800, 1300),
+                ])}
+    workers = summary['1 worker / sqlite']
+    assert workers['values'] == [0.6, 0.4, 0.8]
+    assert workers['median'] == 0.6
+    assert not workers['met']
+    scaling = summary['2 workers / 1 worker']
+    assert scaling['median'] == 2
+    assert scaling['met']
+
+
 def test_bench_prune(results, tmp_path):
     "The retention benchmark prunes what it should and keeps the statistics"
     # It checks itself that the prunable rows are gone, the others there

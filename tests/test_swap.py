@@ -579,6 +579,11 @@ def test_swap(tmp_path):
             assert after_reminders['Fay'] == reminders['Fay']
 
             after = statistics(ours, ids)
+            # Counted for the funnel when the update created the counts
+            enrolled = ours('read',
+                model='marketing.automation.statistics.enrolled',
+                domain=[('scenario', '=', ids['scenario'])],
+                fields=['record_count'])
         assert after['activity'] == after['reporting'] == {
             'record_count': before['activity']['record_count'] + 1,
             'email_opened': before['activity']['email_opened'] + 3,
@@ -588,3 +593,5 @@ def test_swap(tmp_path):
             'record_count': before['scenario']['record_count'],
             'record_count_blocked': 1,
             }
+        assert sum(e['record_count'] for e in enrolled) == (
+            before['scenario']['record_count'])
