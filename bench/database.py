@@ -113,6 +113,14 @@ class Postgres:
             except psycopg.errors.DuplicateDatabase:
                 pass
 
+    def without_parallel_query(self, name):
+        """Let each query of the database run in its backend alone: a
+        parallel worker is a process of its own, ended with its query,
+        whose CPU time the figures of a phase would miss"""
+        with self.connect() as conn:
+            conn.execute('ALTER DATABASE "%s" '
+                'SET max_parallel_workers_per_gather = 0' % name)
+
     def create(self, name, template=None):
         with self.connect() as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
@@ -250,8 +258,9 @@ class BenchDatabase:
             remove_sqlite_files(path)
             shutil.copyfile(self.sqlite_path(self.template_name), path)
         else:
-            Postgres(self.args.uri).create(
-                self.name, template=self.template_name)
+            postgres = Postgres(self.args.uri)
+            postgres.create(self.name, template=self.template_name)
+            postgres.without_parallel_query(self.name)
 
     def drop(self):
         "Drop the database, then the configuration and logs of the run"

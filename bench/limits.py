@@ -98,4 +98,4 @@ def server_floor(db, server, phase, count, clients):
     name, kind, paths = SERVER_FLOORS[phase]
     return load_phase(
         server, db, name, kind, paths(db, count), clients,
-        note='no event, the faster of two runs')
+        note='no event')

@@ -185,6 +185,17 @@ class Phase:
             }
 
 
+def merge(name, phases, note=''):
+    "Return one phase of the phases run one after the other"
+    def total(attribute):
+        values = [getattr(p, attribute) for p in phases]
+        return None if None in values else sum(values)
+    return Phase(name, total('items'), total('seconds'),
+        max((p.rss or 0 for p in phases), default=0) or None, note=note,
+        cpu=total('cpu'), other_cpu=total('other_cpu'),
+        database_cpu=total('database_cpu'), sink_cpu=total('sink_cpu'))
+
+
 class Stopwatch:
     "Measure the seconds and CPU seconds of a block from a reset memory peak"
 

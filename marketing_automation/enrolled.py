@@ -4,8 +4,9 @@
 
 The funnel reads these counts instead of the records: its cost follows the
 days of the period, not the records that entered in it.  Each enrolment
-batch, creation or deletion of records adds a row (negative for a
-deletion); the rows of a day are summed when read."""
+batch, creation, deletion or change of scenario of records through the
+model adds a row per scenario and day (negative for those leaving); the
+rows of a day are summed when read."""
 from sql import Literal
 from sql.aggregate import Count
 
@@ -53,10 +54,19 @@ class EnrolledStatistics(ModelSQL):
         cls._add(lambda record: Literal(True))
 
     @classmethod
-    def add_enrolled(cls, scenario_id, after_record_id):
-        "Count the records of the scenario enrolled after the id"
-        cls._add(lambda record: (record.scenario == scenario_id)
-            & (record.id > after_record_id))
+    def add_entered(cls, scenario_id, count, created):
+        """Count the count records that entered the scenario at created, the
+        SQL expression of their creation date"""
+        if not count:
+            return
+        table = cls.__table__()
+        transaction = Transaction()
+        # The count of the batch's insert: no statement reads it back
+        day = dialect.period_start(created, 'day')
+        transaction.connection.cursor().execute(*table.insert(
+                [table.scenario, table.date, table.record_count,
+                    table.create_uid, table.create_date],
+                [[scenario_id, day, count, transaction.user, dialect.now()]]))
 
     @classmethod
     def add_records(cls, record_ids, sign=1):

@@ -82,6 +82,7 @@ def enrol(scenario, batch_size=None):
     if not scenario.has_transactional():
         not_enrolled &= party_not_opted_out(Model, table)
     on_conflict = dialect.insert_on_conflict_nothing(record)
+    created = dialect.now()
 
     last_id = 0
     while True:
@@ -102,15 +103,15 @@ def enrol(scenario, batch_size=None):
                     record.blocked, record.create_uid, record.create_date],
                 table.select(
                     Literal(scenario.id), reference, dialect.token(),
-                    Literal(False), Literal(transaction.user),
-                    dialect.now(),
+                    Literal(False), Literal(transaction.user), created,
                     # The range lets the planner read the batch's ids by
                     # index instead of hashing them against the whole table
                     where=(table.id > last_id) & (table.id <= upper_id)
                     & table.id.in_(candidates) & not_enrolled),
                 on_conflict=on_conflict))
+        entered = cursor.rowcount
         engine.schedule_roots(scenario, watermark or 0)
-        EnrolledStatistics.add_enrolled(scenario.id, watermark or 0)
+        EnrolledStatistics.add_entered(scenario.id, entered, created)
         last_id = upper_id
 
 

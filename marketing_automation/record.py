@@ -154,6 +154,18 @@ class Record(TokenMixin, ModelSQL, ModelView):
         return super().copy(records, default=default)
 
     @classmethod
+    def write(cls, *args):
+        EnrolledStatistics = Pool().get(
+            'marketing.automation.statistics.enrolled')
+        actions = iter(args)
+        moved = [i for records, values in zip(actions, actions)
+            if 'scenario' in values for i in engine.ids_of(records)]
+        # Counted in the scenario they moved to
+        EnrolledStatistics.add_records(moved, sign=-1)
+        super().write(*args)
+        EnrolledStatistics.add_records(moved)
+
+    @classmethod
     def delete(cls, records):
         EnrolledStatistics = Pool().get(
             'marketing.automation.statistics.enrolled')

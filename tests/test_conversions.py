@@ -376,6 +376,14 @@ class ConversionTestCase(unittest.TestCase):
                     ('scenario', '=', scenario.id),
                     ('record', '=', str(bob))]))
         self.assertEqual(counted(), 2)
+        other, _ = self.scenario(name="Other")
+        Record.write(Record.search([
+                    ('scenario', '=', scenario.id),
+                    ('record', '=', str(cid))]), {'scenario': other.id})
+        self.assertEqual(counted(), 1)
+        Record.write(Record.search([('scenario', '=', other.id)]),
+            {'scenario': scenario.id})
+        self.assertEqual(counted(), 2)
         today = Record.search([('scenario', '=', scenario.id)])[0].create_date
         self.assertEqual(record_counts(), [(today.date(), 2)])
         self.assertEqual(
