@@ -390,8 +390,8 @@ class Bench:
             self.phases.append(merge(name, loads,
                     note='%s clients, %s slices' % (clients, slices)))
             self.limit('floor of the %s' % name, merge(floors[0].name,
-                    floors, note='no event, a slice before each of the '
-                    'hits'))
+                    floors, note='no event, %s clients, a slice before '
+                    'each slice of the hits' % clients))
 
         interleaved('pixel hits', 'pixel', pixels)
         checks.check_pixel_hits(expect)
