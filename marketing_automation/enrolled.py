@@ -91,6 +91,7 @@ class EnrolledStatistics(ModelSQL):
                     record.scenario, day.as_('day'), Count(record.id) * sign,
                     Literal(transaction.user), dialect.now(),
                     where=where(record),
-                    # By its alias: PostgreSQL takes the parameters of the
-                    # expression twice for two different values
+                    # By its alias: written again, the expression would
+                    # bring its own parameters, which PostgreSQL cannot
+                    # tell equal to those of the select
                     group_by=[record.scenario, day.as_('day')])))
