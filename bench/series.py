@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from database import BENCH_DIR
+from report import ONE_WORKER_SHARE, TWO_WORKERS_SPEED_UP
 
 DEFAULT_RESULTS = os.path.join(BENCH_DIR, 'results')
 RUN = os.path.join(BENCH_DIR, 'run.py')
@@ -30,8 +31,8 @@ CONFIGURATIONS = [
     ]
 # ratio, numerator, denominator, target
 RATIOS = [
-    ('1 worker / sqlite', '1 worker', 'sqlite', 0.7),
-    ('2 workers / 1 worker', '2 workers', '1 worker', 1.7),
+    ('1 worker / sqlite', '1 worker', 'sqlite', ONE_WORKER_SHARE),
+    ('2 workers / 1 worker', '2 workers', '1 worker', TWO_WORKERS_SPEED_UP),
     ]
 
 
